@@ -1,0 +1,12 @@
+"""Readers for real dataset layouts, slice extraction, synthetic phantoms and datalists."""
+
+from .brats import MODALITIES, brain_mask, case_from_folder, find_cases, load_case
+from .datalist import build_slice_datalist, load_section
+from .phantoms import make_phantom, write_phantom_dataset
+from .slices import ScaleBrainIntensity, ScaleBrainIntensityd, axial_slice, iter_slices, relative_tumour_size
+
+__all__ = [
+    "MODALITIES", "brain_mask", "case_from_folder", "find_cases", "load_case", "build_slice_datalist", "load_section",
+    "make_phantom", "write_phantom_dataset", "ScaleBrainIntensity", "ScaleBrainIntensityd", "axial_slice",
+    "iter_slices", "relative_tumour_size",
+]

@@ -1,0 +1,101 @@
+"""From what a user points at (a case folder, a dataset folder, a datalist, a 2D file) to network-ready slices."""
+
+from __future__ import annotations
+
+import copy
+import json
+import os
+from dataclasses import dataclass
+
+import torch
+from monai.data import MetaTensor
+from monai.transforms import SpatialPad
+
+from ..errors import InputError, require
+from .brats import EXTENSIONS, brain_mask, find_cases, load_case
+from .datalist import load_section
+from .slices import ScaleBrainIntensity, as_slab, axial_slice, largest_tumour_slice
+
+
+def resolve_cases(inputs: str | list[str], section: str = "test_cases") -> list[dict]:
+    """Cases from paths: a datalist JSON (its ``section``), a case or dataset folder, or single image files."""
+    paths = [inputs] if isinstance(inputs, str) else list(inputs)
+    require(len(paths) > 0, "inputs", "no input given")
+    cases: list[dict] = []
+    for path in paths:
+        path = str(path)
+        require(os.path.exists(path), path, "no such file or folder")
+        if path.endswith(".json"):
+            with open(path) as f:
+                keys = json.load(f).keys()
+            cases += load_section(path, section if section in keys else "test")
+        elif os.path.isdir(path):
+            cases += find_cases(path)
+        else:
+            stem = os.path.basename(path)
+            for ext in EXTENSIONS:
+                stem = stem[: -len(ext)] if stem.endswith(ext) else stem
+            cases.append({"case": stem, "image": path})
+    seen: dict[str, int] = {}
+    for case in cases:  # one output folder per case: make names unique
+        name = str(case.get("case") or "case")
+        if "slice" in case:
+            name = f"{name}_z{int(case['slice']):03d}"
+        seen[name] = seen.get(name, 0) + 1
+        case["name"] = name if seen[name] == 1 else f"{name}_{seen[name]}"
+    return cases
+
+
+@dataclass
+class PreparedSlice:
+    """A case's slice, scaled to [0, 1] and padded: ``image (4, S, S, 1)``, ``label``/``brain`` ``(1, S, S, 1)``."""
+
+    name: str
+    image: MetaTensor
+    label: torch.Tensor | None
+    brain: torch.Tensor
+    slice_index: int | None
+    padder: SpatialPad
+
+    def restore(self, data: torch.Tensor) -> MetaTensor:
+        """Undo the padding of a network output ``(C, S, S, 1)``: original in-plane size and affine."""
+        out = MetaTensor(data.detach().cpu(), meta=copy.deepcopy(self.image.meta),
+                         applied_operations=copy.deepcopy(self.image.applied_operations))
+        return self.padder.inverse(out)
+
+
+def prepare_slice(case: dict, image_size: int, slice_index: int | str = "largest_tumour",
+                  percentile: float = 99.5) -> PreparedSlice:
+    """Load a case and return its 2D slice ready for the network.
+
+    Volumes are scaled on brain tissue as a whole, then sliced at ``case["slice"]``, ``slice_index`` (an int),
+    ``"largest_tumour"`` (needs a label; else the slice with most brain) or ``"middle"``. 2D inputs are scaled
+    per slice unless already in [0, 1].
+    """
+    image, seg = load_case(case)
+    where = case.get("name", case["image"])
+    index = None
+    if image.ndim == 4 and image.shape[-1] > 1:
+        image = ScaleBrainIntensity(percentile)(image)
+        index = case.get("slice", slice_index)
+        if index == "largest_tumour":
+            index = largest_tumour_slice(image, seg)
+        elif index == "middle":
+            index = image.shape[-1] // 2
+        require(isinstance(index, int) and 0 <= index < image.shape[-1], where,
+                f"slice index {index} outside the volume's {image.shape[-1]} axial slices")
+        image, seg = axial_slice(image, index), None if seg is None else axial_slice(seg, index)
+    else:
+        image, seg = as_slab(image), None if seg is None else as_slab(seg)
+        if image.max() > 1.0:
+            image = ScaleBrainIntensity(percentile)(image)
+    require(image.min() >= 0, where, "has negative intensities; expected MR magnitudes (or values scaled to [0, 1])")
+    brain = brain_mask(image)
+    require(bool(brain.any()), where, f"slice {index if index is not None else ''} has no brain (FLAIR is zero everywhere)".replace("  ", " "))
+    padder = SpatialPad(spatial_size=(image_size, image_size, -1), mode="constant")
+    if image.shape[1] > image_size or image.shape[2] > image_size:
+        raise InputError(where, f"slice is {image.shape[1]}x{image.shape[2]}, larger than the network input {image_size}x{image_size}")
+    padded = padder(image)
+    label = None if seg is None else SpatialPad(spatial_size=(image_size, image_size, -1))(seg).as_tensor() > 0
+    return PreparedSlice(case["name"] if "name" in case else str(where), padded, label,
+                         SpatialPad(spatial_size=(image_size, image_size, -1))(brain.float()).as_tensor() > 0, index, padder)

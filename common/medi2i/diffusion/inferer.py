@@ -1,0 +1,27 @@
+"""MONAI inferer that runs a whole guided translation, so that ``inferer(inputs, network)`` (the call MONAI's
+engines and MONAI Label's ``BundleInferTask`` make) returns the translated image."""
+
+from __future__ import annotations
+
+import torch
+from monai.inferers import Inferer
+
+from .ddim import DDIMSampler, Guidance
+
+
+class GuidedTranslationInferer(Inferer):
+    """DDIM-encode the inputs to L and decode with ``guidance`` (Algorithms 1-2 of the Swiss Army Knife).
+
+    Accepts ``(B, C, H, W)`` or one-slice volumes ``(B, C, H, W, 1)`` (returned in the same form); keyword
+    arguments (e.g. per-sample ``desired_value``) are passed to the guidance.
+    """
+
+    def __init__(self, sampler: DDIMSampler, guidance: Guidance | None = None):
+        super().__init__()
+        self.sampler, self.guidance = sampler, guidance
+
+    def __call__(self, inputs: torch.Tensor, network: torch.nn.Module, *args, **kwargs) -> torch.Tensor:
+        slab = inputs.ndim == 5 and inputs.shape[-1] == 1
+        x = torch.as_tensor(inputs[..., 0] if slab else inputs).float()
+        out = self.sampler.translate(network, x, self.guidance, **kwargs)
+        return out.unsqueeze(-1) if slab else out

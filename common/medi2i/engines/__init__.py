@@ -1,0 +1,8 @@
+"""Training pieces MONAI does not ship: hybrid DDPM loss, noisy-image batches for guidance networks, resume."""
+
+from .handlers import ProgressBar, ResumableCheckpoint, latest_checkpoint, split_prediction
+from .losses import HybridDiffusionLoss
+from .prepare_batch import HybridPrepareBatch, NoisyImagePrepareBatch
+
+__all__ = ["HybridDiffusionLoss", "HybridPrepareBatch", "NoisyImagePrepareBatch", "ProgressBar", "ResumableCheckpoint",
+           "latest_checkpoint", "split_prediction"]

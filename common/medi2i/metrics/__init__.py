@@ -1,0 +1,6 @@
+"""Metrics on images and translations."""
+
+from .image import masked_psnr, masked_ssim
+from .tumour import TumourSize, dilate
+
+__all__ = ["masked_psnr", "masked_ssim", "TumourSize", "dilate"]

@@ -1,0 +1,45 @@
+"""Tumour size measured on an image (no label needed), to check what a translation produced.
+
+Whole-tumour proxy: FLAIR hyperintensity. Pixels of the brain whose FLAIR exceeds ``ratio`` times the brain's
+median FLAIR, holes filled (necrotic cores are FLAIR-dark), form the tumour mask; its size is relative to the
+brain as for the regression label. The ratio is scale-free, so it does not depend on intensity normalisation.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from scipy.ndimage import binary_dilation, binary_fill_holes
+
+from ..data.brats import MODALITIES
+
+
+class TumourSize:
+    """``measure(images, brain) -> (sizes (B,), masks (B, 1, H, W))`` on (B, 4, H, W) images in t1/t1ce/t2/flair order."""
+
+    def __init__(self, ratio: float = 1.4, channel: str = "flair"):
+        self.ratio, self.channel = float(ratio), MODALITIES.index(channel)
+
+    def masks(self, images: torch.Tensor, brain: torch.Tensor) -> torch.Tensor:
+        out = torch.zeros_like(brain, dtype=torch.bool)
+        for b in range(images.shape[0]):
+            inside = brain[b, 0].bool()
+            if not inside.any():
+                continue
+            flair = images[b, self.channel]
+            hyper = (flair > self.ratio * flair[inside].median()) & inside
+            out[b, 0] = torch.from_numpy(binary_fill_holes(hyper.cpu().numpy())).to(brain.device) & inside
+        return out
+
+    def __call__(self, images: torch.Tensor, brain: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        masks = self.masks(images, brain)
+        sizes = masks.flatten(1).sum(1).float() / brain.flatten(1).sum(1).clamp_min(1).float()
+        return sizes, masks
+
+
+def dilate(mask: torch.Tensor, iterations: int) -> torch.Tensor:
+    """Binary dilation of a (B, 1, *spatial) mask by ``iterations`` pixels (scipy)."""
+    if iterations <= 0:
+        return mask.bool()
+    arr = np.stack([binary_dilation(m[0].cpu().numpy(), iterations=iterations) for m in mask])
+    return torch.from_numpy(arr[:, None]).to(mask.device)

@@ -1,0 +1,8 @@
+"""Runners that bundle configs call: guided translation over many cases, evaluation."""
+
+from .checkpoints import load_weights
+from .growth_evaluation import GrowthEvaluation
+from .scores import MeasuredTumourSize, RegressorScore
+from .translate import GuidedTranslation, growth_targets
+
+__all__ = ["GrowthEvaluation", "GuidedTranslation", "growth_targets", "load_weights", "MeasuredTumourSize", "RegressorScore"]

@@ -1,0 +1,25 @@
+"""Loading bundle weights with one-line errors for a missing or mismatched checkpoint."""
+
+from __future__ import annotations
+
+import torch
+
+from ..errors import InputError, check_file
+
+
+def load_weights(network: torch.nn.Module, path: str, what: str = "checkpoint", map_location=None) -> torch.nn.Module:
+    """Load a state dict (plain, or ``{"model"|"network": state}``) into ``network`` strictly."""
+    check_file(path, what)
+    try:
+        state = torch.load(path, map_location=map_location or "cpu", weights_only=True)
+    except Exception as err:  # noqa: BLE001
+        raise InputError(path, f"{what} cannot be read ({type(err).__name__})") from err
+    if isinstance(state, dict) and not any(torch.is_tensor(v) for v in state.values()):
+        state = state.get("model", state.get("network", state))
+    try:
+        network.load_state_dict(state, strict=True)
+    except RuntimeError as err:
+        lines = [ln.strip() for ln in str(err).splitlines() if ln.strip()]
+        detail = "; ".join(lines[1:3])[:300]
+        raise InputError(path, f"{what} does not match the configured network ({detail})") from None
+    return network

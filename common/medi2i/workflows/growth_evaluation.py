@@ -1,0 +1,93 @@
+"""Evaluation of tumour-growth translations (what ``evaluate.json`` runs), on the folder ``inference.json`` wrote.
+
+Per requested target: the regressor's R(x_0) on the output, the tumour size measured on the output (FLAIR
+hyperintensity), their errors against the desired value i, and PSNR/SSIM over the brain outside the tumour
+region (label, input and output tumour masks, dilated), which the paper claims is preserved.
+"""
+
+from __future__ import annotations
+
+import csv
+import math
+import os
+
+import numpy as np
+import torch
+from monai.transforms import LoadImage
+
+from ..data.brats import brain_mask
+from ..errors import check_file, exit_on_input_error, require
+from ..metrics import TumourSize, dilate, masked_psnr, masked_ssim
+from ..viz import requested_vs_achieved
+from .checkpoints import load_weights
+from .scores import RegressorScore
+from .tables import write_tables
+
+
+def _load(path: str) -> torch.Tensor:
+    return LoadImage(image_only=True, ensure_channel_first=True)(check_file(path, "translation output"))[..., 0].float()
+
+
+class GrowthEvaluation:
+    """Args: inference_dir (with ``summary.csv``), output_dir, regressor and its checkpoint, the tumour measure's
+    FLAIR ratio and the dilation margin (pixels) of the excluded tumour region."""
+
+    def __init__(self, inference_dir: str, output_dir: str, regressor: torch.nn.Module, regressor_checkpoint: str,
+                 tumour_flair_ratio: float = 1.4, margin: int = 3, device="cpu"):
+        self.inference_dir, self.output_dir = inference_dir, output_dir
+        self.regressor, self.regressor_checkpoint = regressor, regressor_checkpoint
+        self.measure, self.margin, self.device = TumourSize(tumour_flair_ratio), int(margin), torch.device(device)
+
+    def _case_metrics(self, row: dict) -> dict:
+        folder = os.path.join(self.inference_dir, row["case"])
+        x_in, x_out = _load(os.path.join(folder, "input.nii.gz"))[None], _load(os.path.join(folder, f"{row['target']}.nii.gz"))[None]
+        require(x_in.shape == x_out.shape, folder, f"output shape {tuple(x_out.shape)} differs from input {tuple(x_in.shape)}")
+        brain = brain_mask(x_in[0])[None]
+        size_in, mask_in = self.measure(x_in, brain)
+        size_out, mask_out = self.measure(x_out, brain)
+        region = mask_in | mask_out
+        label_path = os.path.join(folder, "label.nii.gz")
+        if os.path.isfile(label_path):
+            region = region | (_load(label_path)[None] > 0)
+        outside = brain & ~dilate(region, self.margin)
+        r_in, r_out = RegressorScore(self.regressor)(torch.cat([x_in, x_out]).to(self.device), brain).tolist()
+        desired = float(row["desired_value"])
+        return {"case": row["case"], "target": row["target"], "desired_value": desired,
+                "regressor_input": r_in, "regressor_output": r_out, "measured_size_input": float(size_in), "measured_size_output": float(size_out),
+                "regressor_error": abs(r_out - desired) if not math.isnan(desired) else float("nan"),
+                "measured_error": abs(float(size_out) - desired) if not math.isnan(desired) else float("nan"),
+                "psnr_outside_tumour": float(masked_psnr(x_out, x_in, outside)),
+                "ssim_outside_tumour": float(masked_ssim(x_out, x_in, outside))}
+
+    @exit_on_input_error
+    def run(self) -> list[dict]:
+        summary = check_file(os.path.join(self.inference_dir, "summary.csv"), "inference summary (run inference.json first)")
+        with open(summary) as f:
+            rows = list(csv.DictReader(f))
+        require(len(rows) > 0, summary, "has no rows")
+        load_weights(self.regressor, self.regressor_checkpoint, "regressor checkpoint", map_location=self.device)
+        per_case = [self._case_metrics(row) for row in rows]
+        table = []
+        for target in dict.fromkeys(r["target"] for r in per_case):
+            group = [r for r in per_case if r["target"] == target]
+            entry = {"target": target, "desired_value": group[0]["desired_value"], "n": len(group)}
+            for key in ("regressor_output", "measured_size_output", "regressor_error", "measured_error",
+                        "psnr_outside_tumour", "ssim_outside_tumour"):
+                entry[key] = float(np.mean([r[key] for r in group]))
+            table.append(entry)
+        inputs = {r["case"]: r for r in per_case}
+        table.insert(0, {"target": "input", "desired_value": float("nan"), "n": len(inputs),
+                         "regressor_output": float(np.mean([r["regressor_input"] for r in inputs.values()])),
+                         "measured_size_output": float(np.mean([r["measured_size_input"] for r in inputs.values()]))})
+        paths = write_tables(table, self.output_dir, "metrics", "Tumour growth: requested vs achieved",
+                             {"per_case": per_case, "inference_dir": os.path.abspath(self.inference_dir)})
+        write_tables(per_case, self.output_dir, "per_case")
+        guided = [r for r in per_case if not math.isnan(r["desired_value"])]
+        if guided:
+            requested = [r["desired_value"] for r in guided]
+            requested_vs_achieved(os.path.join(self.output_dir, "requested_vs_achieved.png"), requested,
+                                  {"regressor R(x0)": (requested, [r["regressor_output"] for r in guided]),
+                                   "measured size": (requested, [r["measured_size_output"] for r in guided])},
+                                  "requested relative tumour size i", "achieved")
+        print(open(paths["markdown"]).read())
+        return table
