@@ -16,10 +16,10 @@ from ..errors import InputError
 
 
 def save_nifti(image: torch.Tensor, path: str) -> str:
-    """Write a channel-first MetaTensor ``(C, *spatial)`` to ``path`` with its affine (channels last on disk)."""
+    """Write a channel-first MetaTensor ``(C, *spatial)`` to ``path`` with its affine (channels last on disk, kept
+    even when single, so that MONAI's ``LoadImage(ensure_channel_first=True)`` reads back the same shape)."""
     writer = NibabelWriter(output_dtype=torch.float32)
-    writer.set_data_array(image.detach().cpu(), channel_dim=0 if image.shape[0] > 1 else None,
-                          squeeze_end_dims=True)
+    writer.set_data_array(image.detach().cpu(), channel_dim=0, squeeze_end_dims=False)
     affine = image.affine if isinstance(image, MetaTensor) else torch.eye(4, dtype=torch.float64)
     writer.set_metadata({"affine": affine, "original_affine": affine}, resample=False)
     tmp = path + ".part.nii.gz"

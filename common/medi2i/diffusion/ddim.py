@@ -41,11 +41,6 @@ class DDIMSampler:
 
     def __init__(self, scheduler, noise_level: int = 400, stride: int = 1, eta: float = 0.0,
                  clip_sample: tuple[float, float] | None = None, amp: bool = False, progress: bool = False):
-        num_train = int(scheduler.num_train_timesteps)
-        require(1 <= int(noise_level) <= num_train, "noise_level",
-                f"L = {noise_level} must be in 1..T = {num_train} (the scheduler's number of timesteps)")
-        require(int(stride) >= 1, "stride", f"must be >= 1, got {stride}")
-        require(eta >= 0, "eta", f"must be >= 0, got {eta}")
         self.scheduler = scheduler
         self.noise_level, self.stride, self.eta = int(noise_level), int(stride), float(eta)
         self.clip_sample, self.amp, self.progress = clip_sample, amp, progress
@@ -53,9 +48,18 @@ class DDIMSampler:
         self.network_evaluations = 0
         self.guidance_evaluations = 0
 
+    def check(self) -> None:
+        """Raise a one-line :class:`~medi2i.InputError` for settings outside their range."""
+        num_train = int(self.scheduler.num_train_timesteps)
+        require(1 <= self.noise_level <= num_train, "noise_level",
+                f"L = {self.noise_level} must be in 1..T = {num_train} (the scheduler's number of timesteps)")
+        require(self.stride >= 1, "stride", f"must be >= 1, got {self.stride}")
+        require(self.eta >= 0, "eta", f"must be >= 0, got {self.eta}")
+
     @property
     def timesteps(self) -> list[int]:
         """Visited paper timesteps ``0 = t_0 < t_1 < ... < t_n = L``."""
+        self.check()
         return sorted(set(range(0, self.noise_level, self.stride)) | {self.noise_level})
 
     def _coef(self, t: int, like: torch.Tensor) -> torch.Tensor:

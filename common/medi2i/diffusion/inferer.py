@@ -20,6 +20,10 @@ class GuidedTranslationInferer(Inferer):
         super().__init__()
         self.sampler, self.guidance = sampler, guidance
 
+    def check(self) -> None:
+        """Validate the sampler settings before any work (one-line errors)."""
+        self.sampler.check()
+
     def __call__(self, inputs: torch.Tensor, network: torch.nn.Module, *args, **kwargs) -> torch.Tensor:
         slab = inputs.ndim == 5 and inputs.shape[-1] == 1
         x = torch.as_tensor(inputs[..., 0] if slab else inputs).float()

@@ -48,7 +48,8 @@ class GuidedTranslation:
         output_dir: where case folders and ``summary.csv`` go.
         network: the diffusion model; ``inferer(x, network, **target_kwargs)`` does the translation.
         inferer: e.g. :class:`~medi2i.diffusion.GuidedTranslationInferer`.
-        targets: dicts with a ``name`` and the per-sample guidance keyword arguments.
+        targets: dicts with a ``name`` and the per-sample guidance keyword arguments, or a callable returning
+            them (called in :meth:`run`, so that bad targets are one-line errors).
         checkpoints: ``[(module, path, what), ...]`` loaded (strictly) before the run.
         image_size: network input size (slices are zero-padded to it).
         scores: name -> :data:`Score`, reported for the input and each output in ``summary.csv``.
@@ -67,6 +68,10 @@ class GuidedTranslation:
 
     @exit_on_input_error
     def run(self) -> list[dict]:
+        if callable(self.targets):
+            self.targets = self.targets()
+        if hasattr(self.inferer, "check"):
+            self.inferer.check()
         cases = resolve_cases(self.inputs, self.section)
         for case in cases:
             folder = os.path.join(self.output_dir, case["name"])
@@ -75,11 +80,13 @@ class GuidedTranslation:
         for module, path, what in self.checkpoints:
             load_weights(module, path, what, map_location=self.device)
         self.network.eval()
-        prepared = [prepare_slice(case, self.image_size, self.slice_index) for case in tqdm(cases, desc="loading", unit="case")]
+        with tqdm(cases, desc="loading", unit="case") as bar:  # closed (new line) even when a case is bad
+            prepared = [prepare_slice(case, self.image_size, self.slice_index) for case in bar]
         set_determinism(self.seed)
         rows: list[dict] = []
-        for start in tqdm(range(0, len(prepared), self.batch_size), desc="translating", unit="batch"):
-            rows += self._translate(prepared[start : start + self.batch_size])
+        with tqdm(range(0, len(prepared), self.batch_size), desc="translating", unit="batch") as bar:
+            for start in bar:
+                rows += self._translate(prepared[start : start + self.batch_size])
         os.makedirs(self.output_dir, exist_ok=True)
         save_csv(rows, os.path.join(self.output_dir, "summary.csv"))
         return rows

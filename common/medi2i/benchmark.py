@@ -1,0 +1,77 @@
+"""Benchmark of a bundle's guided translation: seconds per image, network evaluations, peak memory, CPU and CUDA.
+
+Networks, scheduler and guidance are built from the bundle's ``inference.json`` (plus overlays) with random
+weights: speed does not depend on the weights. Variants (stride, batch size, bf16) are compared in one run.
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+import resource
+import time
+
+import torch
+from monai.bundle import ConfigParser
+
+from .diffusion import DDIMSampler, GuidedTranslationInferer
+
+
+def _peak_cpu_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+
+
+def load_inference_config(bundle_dir: str, overlays=(), overrides: dict | None = None) -> ConfigParser:
+    files = [os.path.join(bundle_dir, "configs", "inference.json")] + [os.path.join(bundle_dir, "configs", o) for o in overlays]
+    parser = ConfigParser()
+    parser.read_config(files)
+    parser.update({"bundle_root": bundle_dir, **(overrides or {})})
+    parser.parse()
+    return parser
+
+
+def benchmark_translation(bundle_dir: str, overlays=("demo.json",), overrides: dict | None = None, device: str = "cpu",
+                          strides=(10,), batch_sizes=(1,), amp=(False,), noise_level: int | None = None,
+                          repeats: int = 1, seed: int = 0) -> list[dict]:
+    """One row per (stride, batch size, amp) variant."""
+    torch.manual_seed(seed)
+    parser = load_inference_config(bundle_dir, overlays, {"device": device, **(overrides or {})})
+    dev = torch.device(device)
+    network = parser.get_parsed_content("network").eval()
+    guidance = parser.get_parsed_content("guidance")
+    scheduler = parser.get_parsed_content("scheduler")
+    size = int(parser.get_parsed_content("image_size"))
+    level = int(noise_level or parser.get_parsed_content("noise_level"))
+    n_params = sum(p.numel() for p in network.parameters())
+    rows = []
+    for stride, batch, bf16 in itertools.product(strides, batch_sizes, amp):
+        if bf16 and dev.type != "cuda":
+            continue
+        sampler = DDIMSampler(scheduler, level, stride, amp=bf16)
+        guidance.amp = bf16
+        inferer = GuidedTranslationInferer(sampler, guidance)
+        x = torch.rand(batch, network.in_channels, size, size, device=dev)
+        inferer(x[:1], network, desired_value=0.1)  # warm-up
+        sampler.network_evaluations = sampler.guidance_evaluations = 0
+        if dev.type == "cuda":
+            torch.cuda.synchronize()
+            torch.cuda.reset_peak_memory_stats()
+        cpu_before = _peak_cpu_mb()
+        start = time.perf_counter()
+        for _ in range(repeats):
+            inferer(x, network, desired_value=torch.full((batch,), 0.1, device=dev))
+        if dev.type == "cuda":
+            torch.cuda.synchronize()
+        seconds = (time.perf_counter() - start) / (repeats * batch)
+        rows.append({
+            "device": torch.cuda.get_device_name(dev) if dev.type == "cuda" else f"cpu ({torch.get_num_threads()} threads)",
+            "image_size": size, "diffusion_params_M": round(n_params / 1e6, 2), "noise_level": level, "stride": stride,
+            "ddim_steps": len(sampler.timesteps) - 1, "batch": batch, "bf16": bf16,
+            "seconds_per_image": round(seconds, 4),
+            "network_evaluations_per_image": sampler.network_evaluations // (repeats * batch),
+            "guidance_gradients_per_image": sampler.guidance_evaluations // (repeats * batch),
+            "peak_memory_mb": round(torch.cuda.max_memory_allocated(dev) / 2**20, 1) if dev.type == "cuda"
+            else round(max(_peak_cpu_mb(), cpu_before), 1),
+            "memory_kind": "CUDA allocated" if dev.type == "cuda" else "process peak RSS",
+        })
+    return rows

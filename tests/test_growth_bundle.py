@@ -1,0 +1,196 @@
+"""The tumour-growth bundle through monai.bundle: tiny train -> infer -> evaluate, resume, behaviour on phantoms
+with the demo weights, network consistency between configs, and bad input."""
+
+import csv
+import json
+import os
+import subprocess
+import sys
+
+import nibabel as nib
+import numpy as np
+import pytest
+import torch
+from monai.bundle import ConfigParser
+from monai.transforms import LoadImage
+
+from conftest import GROWTH, ROOT
+from medi2i.data import load_case, write_phantom_dataset
+from medi2i.data.slices import axial_slice
+from medi2i.recipes import load_recipe, run_step
+
+CONFIGS = os.path.join(GROWTH, "configs")
+
+
+def _tiny_overrides(run, **extra):
+    overlay, recipe = load_recipe(GROWTH)
+    return {**recipe["tiny"]["overrides"], "bundle_root": run["output_dir"], "dataset_dir": run["dataset_dir"],
+            "ckpt_dir": run["ckpt_dir"], **extra}
+
+
+def test_tiny_train_infer_evaluate(tiny_growth_run):
+    out = tiny_growth_run["output_dir"]
+    for path in ("models/model.pt", "models/regressor.pt", "runs/diffusion/checkpoint_final.pt", "runs/regressor/checkpoint_final.pt"):
+        assert os.path.isfile(os.path.join(out, path)), path
+    with open(os.path.join(out, "outputs", "summary.csv")) as f:
+        rows = list(csv.DictReader(f))
+    datalist = json.load(open(os.path.join(tiny_growth_run["dataset_dir"], "datalist.json")))
+    cases = datalist["test_cases"]
+    assert {r["target"] for r in rows} == {"desired_0", "desired_0.2", "grow"} and len(rows) == 3 * len(cases)
+    for case in cases:
+        folder = os.path.join(out, "outputs", case["case"])
+        assert {"input.nii.gz", "label.nii.gz", "grow.nii.gz", "grow_difference.nii.gz", "panel.png"} <= set(os.listdir(folder))
+        volume, _ = load_case({"image": [os.path.join(tiny_growth_run["dataset_dir"], p) for p in case["image"]]})
+        slice_index = int(next(r["slice"] for r in rows if r["case"] == case["case"]))
+        written = nib.load(os.path.join(folder, "grow.nii.gz"))
+        assert written.shape == (32, 32, 1, 4)
+        assert np.allclose(written.affine, axial_slice(volume, slice_index).affine.numpy())  # the input's affine
+    metrics = json.load(open(os.path.join(out, "eval", "metrics.json")))
+    assert [r["target"] for r in metrics["rows"]] == ["input", "desired_0", "desired_0.2", "grow"]
+    assert all(np.isfinite(r["psnr_outside_tumour"]) for r in metrics["rows"][1:])
+    assert os.path.isfile(os.path.join(out, "eval", "requested_vs_achieved.png"))
+    assert os.path.isfile(os.path.join(out, "eval", "metrics.md"))
+
+
+def test_training_resumes_from_the_last_checkpoint(tiny_growth_run, tmp_path):
+    overrides = _tiny_overrides(tiny_growth_run, bundle_root=str(tmp_path), ckpt_dir=str(tmp_path / "models"),
+                                epoch_length=2, val_interval=1)
+    run_step(GROWTH, "train_diffusion.json", {**overrides, "max_epochs": 1})
+    run_step(GROWTH, "train_diffusion.json", {**overrides, "max_epochs": 2})
+    state = torch.load(tmp_path / "runs" / "diffusion" / "checkpoint_final.pt", weights_only=False)
+    assert state["trainer"]["iteration"] == 4  # 2 epochs x 2 iterations: continued, not restarted
+    assert os.path.isfile(tmp_path / "runs" / "diffusion" / "checkpoint_epoch=2.pt")
+
+
+def _parsed(config, key, **overrides):
+    parser = ConfigParser()
+    parser.read_config(os.path.join(CONFIGS, config))
+    parser.update(overrides)
+    parser.parse()
+    return parser.get_parsed_content(key)
+
+
+def test_configs_describe_the_same_networks():
+    small = {"image_size": 32, "norm_num_groups": 8, "ddpm_channels": [8, 16], "ddpm_attention_levels": [False, True],
+             "regressor_channels": [8, 16], "regressor_attention_levels": [False, True], "regressor_num_head_channels": 8}
+    ddpm = [_parsed(c, "network_def", **small).state_dict() for c in ("train_diffusion.json", "inference.json")]
+    regressors = [_parsed("train_regressor.json", "network_def", **small).state_dict(),
+                  _parsed("inference.json", "regressor_def", **small).state_dict(),
+                  _parsed("evaluate.json", "regressor_def", **small).state_dict()]
+    for group in (ddpm, regressors):
+        shapes = [{k: v.shape for k, v in sd.items()} for sd in group]
+        assert all(s == shapes[0] for s in shapes[1:])
+    for config in ("train_diffusion.json", "train_regressor.json", "inference.json", "evaluate.json"):
+        assert _parsed(config, "image_size") == 256  # paper size by default
+
+
+def test_paper_size_networks():
+    ddpm = _parsed("train_diffusion.json", "network_def")
+    n = sum(p.numel() for p in ddpm.parameters())
+    assert n == pytest.approx(113_681_160, rel=1e-4)  # the paper's count (113,680,136 in MONAI)
+    assert ddpm.out_channels == 8  # learned variance (hybrid loss)
+    regressor = _parsed("train_regressor.json", "network_def")
+    assert sum(p.numel() for p in regressor.parameters()) == pytest.approx(5_452_833, rel=0.05)
+
+
+@pytest.fixture(scope="module")
+def heldout_phantoms(tmp_path_factory):
+    """Four tumour phantoms at demo size that the demo networks never saw (another seed)."""
+    root = tmp_path_factory.mktemp("heldout")
+    write_phantom_dataset(str(root), num_cases=4, shape=(64, 64, 32), seed=123, healthy_fraction=0.0)
+    return str(root)
+
+
+def test_demo_weights_grow_and_shrink_tumours(heldout_phantoms, tmp_path):
+    weights = os.path.join(GROWTH, "models", "demo")
+    if not os.path.isfile(os.path.join(weights, "model.pt")):
+        pytest.skip("demo weights not present (reproduce them with: python tools/demo.py --retrain)")
+    common = {"bundle_root": str(tmp_path), "ckpt_dir": weights, "inputs": heldout_phantoms}
+    run_step(GROWTH, "inference.json", {**common, "desired_values": [0.0, 0.25], "fixed_scales": [1.0, -1.0]})
+    run_step(GROWTH, "evaluate.json", common)
+    rows = {r["target"]: r for r in json.load(open(tmp_path / "eval" / "metrics.json"))["rows"]}
+    for key in ("regressor_output", "measured_size_output"):
+        assert rows["desired_0.25"][key] > rows["desired_0"][key] + 0.03, key
+        assert rows["grow"][key] > rows["input"][key] > rows["shrink"][key], key
+    assert rows["desired_0.25"]["regressor_error"] < abs(rows["input"]["regressor_output"] - 0.25)
+    for target in ("desired_0", "desired_0.25", "grow", "shrink"):
+        assert rows[target]["psnr_outside_tumour"] > 25 and rows[target]["ssim_outside_tumour"] > 0.8, target
+    per_case = json.load(open(tmp_path / "eval" / "per_case.json"))["rows"]
+    assert all(r["psnr_outside_tumour"] > 20 for r in per_case)
+
+
+# ---- bad input: one line on stderr, exit status 2, nothing written -------------------------------------------
+
+def _expect_error(capsys, overrides, message, config="inference.json"):
+    with pytest.raises(SystemExit) as exit_info:
+        run_step(GROWTH, config, overrides)
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err[-1].startswith("error: ") and message in err[-1], err[-1]
+
+
+@pytest.fixture
+def infer_args(tiny_growth_run, tmp_path):
+    return _tiny_overrides(tiny_growth_run, output_dir=str(tmp_path / "out"))
+
+
+def _phantom_case(tmp_path, name="case"):
+    write_phantom_dataset(str(tmp_path / name), num_cases=1, shape=(32, 32, 8), healthy_fraction=0.0)
+    return tmp_path / name / "Phantom_000"
+
+
+def test_bad_input_missing_modality(capsys, infer_args, tmp_path):
+    case = _phantom_case(tmp_path)
+    os.remove(case / "Phantom_000_t2.nii.gz")
+    _expect_error(capsys, {**infer_args, "inputs": str(case)}, "case is missing modality t2")
+    assert not os.path.exists(infer_args["output_dir"])
+
+
+def test_bad_input_channels_shape_and_values(capsys, infer_args, tmp_path):
+    nib.save(nib.Nifti1Image(np.ones((32, 32, 1, 3), np.float32), np.eye(4)), str(tmp_path / "three.nii.gz"))
+    _expect_error(capsys, {**infer_args, "inputs": str(tmp_path / "three.nii.gz")}, "three.nii.gz: expected 4 channels")
+    arr = np.random.rand(32, 32, 1, 4).astype(np.float32)
+    arr[3, 3, 0, 1] = np.inf
+    nib.save(nib.Nifti1Image(arr, np.eye(4)), str(tmp_path / "inf.nii.gz"))
+    _expect_error(capsys, {**infer_args, "inputs": str(tmp_path / "inf.nii.gz")}, "inf.nii.gz: contains 1 non-finite voxel")
+    nib.save(nib.Nifti1Image(np.random.rand(48, 48, 1, 4).astype(np.float32), np.eye(4)), str(tmp_path / "big.nii.gz"))
+    _expect_error(capsys, {**infer_args, "inputs": str(tmp_path / "big.nii.gz")}, "larger than the network input 32x32")
+    assert not os.path.exists(infer_args["output_dir"])
+
+
+def test_bad_settings(capsys, infer_args, tmp_path):
+    case = str(_phantom_case(tmp_path))
+    _expect_error(capsys, {**infer_args, "inputs": case, "desired_values": [0.1, 1.5]},
+                  "desired_values: desired relative tumour size 1.5 is outside [0, 1]")
+    _expect_error(capsys, {**infer_args, "inputs": case, "noise_level": 1001}, "L = 1001 must be in 1..T = 1000")
+    assert not os.path.exists(infer_args["output_dir"])
+
+
+def test_bad_checkpoints(capsys, infer_args, tmp_path):
+    case = str(_phantom_case(tmp_path))
+    _expect_error(capsys, {**infer_args, "inputs": case, "ckpt_dir": str(tmp_path / "empty")},
+                  "model.pt: diffusion model checkpoint not found")
+    _expect_error(capsys, {**infer_args, "inputs": case, "ddpm_channels": [16, 16, 16]},
+                  "model.pt: diffusion model checkpoint does not match the configured network")
+    _expect_error(capsys, {"bundle_root": infer_args["bundle_root"], "ckpt_dir": str(tmp_path / "empty"),
+                           "inference_dir": str(tmp_path / "none")}, "summary.csv: inference summary", "evaluate.json")
+    assert not os.path.exists(infer_args["output_dir"])
+
+
+def test_existing_outputs_are_not_overwritten(capsys, infer_args, tmp_path):
+    case = _phantom_case(tmp_path)
+    target = tmp_path / "out" / "Phantom_000"
+    target.mkdir(parents=True)
+    (target / "keep.txt").write_text("user data")
+    _expect_error(capsys, {**infer_args, "inputs": str(case)}, "output folder exists and is not empty")
+    assert os.listdir(target) == ["keep.txt"] and sorted(os.listdir(tmp_path / "out")) == ["Phantom_000"]
+
+
+def test_command_line_error_is_one_line_with_nonzero_exit(infer_args, tmp_path):
+    args = [sys.executable, "-m", "monai.bundle", "run", "--config_file", os.path.join(CONFIGS, "inference.json"),
+            "--meta_file", os.path.join(CONFIGS, "metadata.json"), "--bundle_root", str(tmp_path),
+            "--inputs", str(tmp_path / "missing_case"), "--output_dir", str(tmp_path / "out")]
+    proc = subprocess.run(args, capture_output=True, text=True, cwd=ROOT, timeout=300)
+    assert proc.returncode == 2
+    assert proc.stderr.strip().splitlines()[-1] == f"error: {tmp_path / 'missing_case'}: no such file or folder"
+    assert "Traceback" not in proc.stderr and not os.path.exists(tmp_path / "out")

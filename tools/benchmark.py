@@ -1,0 +1,30 @@
+"""Benchmark a bundle's guided translation (seconds per image, network evaluations, peak memory).
+
+    python tools/benchmark.py bundles/brats_mri_tumor_growth_regression_guidance --strides "[1,10]" --batch_sizes "[1,6]"
+    python tools/benchmark.py bundles/brats_mri_tumor_growth_regression_guidance --size paper --device cuda --amp "[False,True]"
+
+``--size demo`` uses the bundle's configs/demo.json sizes; ``--size paper`` the configs' own (paper) sizes.
+"""
+
+import os
+
+import fire
+
+from medi2i.benchmark import benchmark_translation
+from medi2i.workflows.tables import markdown_table, write_tables
+
+
+def main(bundle: str, size: str = "demo", device: str = "cpu", strides=(10,), batch_sizes=(1,), amp=(False,),
+         noise_level: int = None, repeats: int = 1, output_dir: str = None):
+    rows = benchmark_translation(bundle, overlays=("demo.json",) if size == "demo" else (), device=device,
+                                 strides=strides, batch_sizes=batch_sizes, amp=amp, noise_level=noise_level,
+                                 repeats=repeats)
+    print(markdown_table(rows))
+    if output_dir:
+        write_tables(rows, output_dir, f"benchmark_{size}_{device.split(':')[0]}", f"Benchmark ({size} size, {device})")
+        print(f"written to {os.path.abspath(output_dir)}")
+    return None
+
+
+if __name__ == "__main__":
+    fire.Fire(main)
