@@ -14,6 +14,7 @@ from medi2i import InputError
 from medi2i.data import (ScaleBrainIntensity, build_slice_datalist, find_cases, load_case, load_section, make_phantom,
                          relative_tumour_size, write_phantom_dataset)
 from medi2i.data.cases import prepare_slice, resolve_cases
+from medi2i.data.ixi import find_ixi_subjects
 from medi2i.data.phantoms import LABELS
 from medi2i.data.slices import axial_slice, iter_slices
 from medi2i.metrics import TumourSize
@@ -135,3 +136,28 @@ def test_bad_cases_are_one_line_errors(tmp_path):
         load_case({"image": str(bad / "three.nii.gz")})
     with pytest.raises(InputError, match="no such file or folder"):
         resolve_cases(str(tmp_path / "nowhere"))
+
+
+def test_png_inputs_per_modality_files_or_one_rgba_file(tmp_path):
+    from PIL import Image
+
+    image, _, _ = make_phantom((48, 48, 8), seed=2)
+    arrays = (np.clip(image[..., 4], 0, 1) * 255).astype(np.uint8)
+    (tmp_path / "caseA").mkdir()
+    for c, modality in enumerate(("t1", "t1ce", "t2", "flair")):
+        Image.fromarray(arrays[c]).save(tmp_path / "caseA" / f"caseA_{modality}.png")
+    Image.fromarray(np.moveaxis(arrays, 0, -1), mode="RGBA").save(tmp_path / "rgba.png")
+    per_file = prepare_slice(resolve_cases(str(tmp_path / "caseA"))[0], image_size=64)
+    rgba = prepare_slice(resolve_cases(str(tmp_path / "rgba.png"))[0], image_size=64)
+    assert per_file.image.shape == rgba.image.shape == (4, 64, 64, 1)
+    assert torch.equal(per_file.image.as_tensor(), rgba.image.as_tensor())
+    assert per_file.restore(per_file.image.as_tensor()).shape == (4, 48, 48, 1)
+
+
+def test_real_ixi_subject_found_with_its_contrasts(tmp_path):
+    folder = shared("ixi_thickslice")
+    (subject,) = find_ixi_subjects(folder)
+    assert subject["subject"] == "IXI002-Guys-0828" and {"T1", "T2", "PD"} <= set(subject)
+    assert find_ixi_subjects(folder, contrasts=("PD",)) == [{"subject": "IXI002-Guys-0828", "PD": subject["PD"]}]
+    with pytest.raises(InputError, match="no IXI image found"):
+        find_ixi_subjects(str(tmp_path))

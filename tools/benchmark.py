@@ -2,6 +2,7 @@
 
     python tools/benchmark.py bundles/brats_mri_tumor_growth_regression_guidance --strides "[1,10]" --batch_sizes "[1,6]"
     python tools/benchmark.py bundles/brats_mri_tumor_growth_regression_guidance --size paper --device cuda --amp "[False,True]"
+    python tools/benchmark.py bundles/brats_mri_tumor_growth_regression_guidance --variants "[[1,1,False],[10,6,True]]"
 
 ``--size demo`` uses the bundle's configs/demo.json sizes; ``--size paper`` the configs' own (paper) sizes.
 """
@@ -15,10 +16,12 @@ from medi2i.workflows.tables import markdown_table, write_tables
 
 
 def main(bundle: str, size: str = "demo", device: str = "cpu", strides=(10,), batch_sizes=(1,), amp=(False,),
-         noise_level: int = None, repeats: int = 1, output_dir: str = None):
+         noise_level: int = None, repeats: int = 1, variants=None, output_dir: str = None):
+    """Every combination of ``strides`` x ``batch_sizes`` x ``amp``, or the ``variants`` listed as
+    ``[[stride, batch, amp], ...]``; rows are printed as they are measured."""
     rows = benchmark_translation(bundle, overlays=("demo.json",) if size == "demo" else (), device=device,
                                  strides=strides, batch_sizes=batch_sizes, amp=amp, noise_level=noise_level,
-                                 repeats=repeats)
+                                 repeats=repeats, variants=variants, on_row=lambda row: print(row, flush=True))
     print(markdown_table(rows))
     if output_dir:
         write_tables(rows, output_dir, f"benchmark_{size}_{device.split(':')[0]}", f"Benchmark ({size} size, {device})")

@@ -2,27 +2,35 @@
 
     python tools/demo.py                       # tumour-growth bundle, committed demo weights
     python tools/demo.py --retrain             # train the demo networks first (about 50 min on 2 CPU cores)
+    python tools/demo.py --retrain --save_weights   # ... and replace the committed demo weights with them
 
 Writes data, (models,) outputs/ (NIfTI + panel.png per case) and eval/ (metrics tables, plot) to --output_dir.
 """
 
 import os
+import shutil
 import time
 
 import fire
 
 from medi2i.errors import exit_on_input_error
-from medi2i.recipes import run_recipe
+from medi2i.recipes import load_recipe, run_recipe
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 @exit_on_input_error
 def main(bundle: str = os.path.join(ROOT, "bundles", "brats_mri_tumor_growth_regression_guidance"),
-         output_dir: str = "demo_output", retrain: bool = False, tiny: bool = False):
+         output_dir: str = "demo_output", retrain: bool = False, tiny: bool = False, save_weights: bool = False):
     start = time.perf_counter()
     result = run_recipe(bundle, output_dir, tiny=tiny, retrain=retrain)
     total = time.perf_counter() - start
+    if save_weights and retrain and not tiny:
+        target = os.path.join(bundle, load_recipe(bundle)[1]["weights"])
+        os.makedirs(target, exist_ok=True)
+        for name in os.listdir(result["ckpt_dir"]):
+            shutil.copy2(os.path.join(result["ckpt_dir"], name), os.path.join(target, name))
+        print(f"demo weights saved to {target}")
     print("\nsteps (seconds): " + ", ".join(f"{k} {v:.1f}" for k, v in result["seconds"].items()) + f"; total {total:.1f}")
     print(f"weights: {result['ckpt_dir']}")
     print(f"outputs: {os.path.join(result['output_dir'], 'outputs')} (one folder per case with NIfTI files and panel.png)")

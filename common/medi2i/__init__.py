@@ -5,8 +5,8 @@ Subpackages: ``data`` (readers, slices, phantoms), ``diffusion`` (DDIM encode/de
 evaluation runners that bundle configs call).
 """
 
-from . import data, diffusion, engines, metrics, viz, workflows
+from . import data, diffusion, engines, metrics, networks, viz, workflows
 from .errors import InputError
 
 __version__ = "0.1.0"
-__all__ = ["InputError", "data", "diffusion", "engines", "metrics", "viz", "workflows", "__version__"]
+__all__ = ["InputError", "data", "diffusion", "engines", "metrics", "networks", "viz", "workflows", "__version__"]

@@ -32,8 +32,9 @@ def load_inference_config(bundle_dir: str, overlays=(), overrides: dict | None =
 
 def benchmark_translation(bundle_dir: str, overlays=("demo.json",), overrides: dict | None = None, device: str = "cpu",
                           strides=(10,), batch_sizes=(1,), amp=(False,), noise_level: int | None = None,
-                          repeats: int = 1, seed: int = 0) -> list[dict]:
-    """One row per (stride, batch size, amp) variant."""
+                          repeats: int = 1, seed: int = 0, variants=None, on_row=None) -> list[dict]:
+    """One row per (stride, batch size, amp) variant: ``variants`` as a list of such triples, or every combination
+    of ``strides``, ``batch_sizes`` and ``amp``. ``on_row(row)`` is called as each row is measured."""
     torch.manual_seed(seed)
     parser = load_inference_config(bundle_dir, overlays, {"device": device, **(overrides or {})})
     dev = torch.device(device)
@@ -44,14 +45,14 @@ def benchmark_translation(bundle_dir: str, overlays=("demo.json",), overrides: d
     level = int(noise_level or parser.get_parsed_content("noise_level"))
     n_params = sum(p.numel() for p in network.parameters())
     rows = []
-    for stride, batch, bf16 in itertools.product(strides, batch_sizes, amp):
+    for stride, batch, bf16 in variants or itertools.product(strides, batch_sizes, amp):
         if bf16 and dev.type != "cuda":
             continue
         sampler = DDIMSampler(scheduler, level, stride, amp=bf16)
         guidance.amp = bf16
         inferer = GuidedTranslationInferer(sampler, guidance)
         x = torch.rand(batch, network.in_channels, size, size, device=dev)
-        inferer(x[:1], network, desired_value=0.1)  # warm-up
+        GuidedTranslationInferer(DDIMSampler(scheduler, 2, 1, amp=bf16), guidance)(x, network, desired_value=0.1)  # warm-up
         sampler.network_evaluations = sampler.guidance_evaluations = 0
         if dev.type == "cuda":
             torch.cuda.synchronize()
@@ -74,4 +75,6 @@ def benchmark_translation(bundle_dir: str, overlays=("demo.json",), overrides: d
             else round(max(_peak_cpu_mb(), cpu_before), 1),
             "memory_kind": "CUDA allocated" if dev.type == "cuda" else "process peak RSS",
         })
+        if on_row is not None:
+            on_row(rows[-1])
     return rows

@@ -67,7 +67,7 @@ class HybridDiffusionLoss(nn.Module):
         return mse + self.vlb_weight * self.num_timesteps * self.vlb_term(prediction, noise, x0, t).mean()
 
     def _at(self, name: str, t: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
-        return getattr(self, name)[t].view(-1, *([1] * (like.ndim - 1))).to(like.dtype)
+        return getattr(self, name).to(like.device)[t].view(-1, *([1] * (like.ndim - 1))).to(like.dtype)
 
     def vlb_term(self, prediction, noise, x0, t) -> torch.Tensor:
         """L_t in bits per dimension for each sample (stop-gradient on the predicted mean)."""
