@@ -30,7 +30,9 @@ LABELS = {"necrotic": 1, "oedema": 2, "enhancing": 4}
 
 
 def _smooth_field(rng: np.random.Generator, shape, sigma: float) -> np.ndarray:
+    """Zero-mean, unit-variance smooth random field (centred first: a large ``sigma`` leaves a near-constant offset)."""
     field = gaussian_filter(rng.standard_normal(shape), sigma, mode="wrap")
+    field = field - field.mean()
     return field / (field.std() + 1e-8)
 
 
