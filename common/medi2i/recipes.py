@@ -27,6 +27,7 @@ from monai.bundle import run as bundle_run
 
 from .data.datalist import build_slice_datalist
 from .data.phantoms import write_phantom_dataset
+from .data.phantoms2d import phantom_datalist
 from .errors import require
 
 
@@ -43,6 +44,7 @@ def _brats_phantoms(folder: str, num_cases: int = 32, shape=(64, 64, 32), seed: 
 
 #: generator name in a recipe -> function(folder, **args) returning the dataset_dir
 GENERATORS: dict[str, Callable[..., str]] = {"brats_phantoms": _brats_phantoms}
+GENERATORS["image2d_phantoms"] = phantom_datalist  # Med-cDiff bundles: pelvis T2 volumes or chest radiographs
 
 
 def load_recipe(bundle_dir: str) -> tuple[dict, dict]:

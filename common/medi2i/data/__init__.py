@@ -11,3 +11,9 @@ __all__ = [
     "IXI_CONTRASTS", "find_ixi_subjects", "make_phantom", "write_phantom_dataset", "ScaleBrainIntensity", "ScaleBrainIntensityd", "axial_slice",
     "iter_slices", "relative_tumour_size",
 ]
+from .degradations import DownUpSampled, GaussianSaltPepperNoised, InpaintingMaskd  # noqa: E402
+from .images2d import Normalised, build_image_datalist, find_radiographs, find_volumes, load_image  # noqa: E402
+from .phantoms2d import make_chest_phantom, make_pelvis_phantom, phantom_datalist  # noqa: E402
+
+__all__ += ["DownUpSampled", "GaussianSaltPepperNoised", "InpaintingMaskd", "Normalised", "build_image_datalist",
+            "find_radiographs", "find_volumes", "load_image", "make_chest_phantom", "make_pelvis_phantom", "phantom_datalist"]

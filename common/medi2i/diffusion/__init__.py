@@ -6,3 +6,7 @@ from .guidance import RegressionGuidance, freeze
 from .inferer import GuidedTranslationInferer
 
 __all__ = ["DDIMSampler", "GuidedTranslationInferer", "Guidance", "RegressionGuidance", "freeze", "GaussianEpsilon", "GaussianPosteriorMeanRegressor"]
+from .analytic import GaussianConditionalEpsilon  # noqa: E402
+from .conditional import ConcatConditioned, ConcatPrepareBatch, ConditionalDiffusionInferer, ConditionalSampler  # noqa: E402
+
+__all__ += ["GaussianConditionalEpsilon", "ConcatConditioned", "ConcatPrepareBatch", "ConditionalDiffusionInferer", "ConditionalSampler"]

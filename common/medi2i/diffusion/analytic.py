@@ -35,3 +35,13 @@ class GaussianPosteriorMeanRegressor(_Gaussian):
         a = self._abar(timesteps, x)
         x0 = self.mean + a.sqrt() * self.std**2 / (a * self.std**2 + 1 - a) * (x - a.sqrt() * self.mean)
         return x0.flatten(1).mean(1, keepdim=True)
+
+
+class GaussianConditionalEpsilon(_Gaussian):
+    """The MMSE noise predictor E[eps | x_t, y] when x_0 | y ~ N(y, std^2) pixelwise: input ``cat([x_t, y])``
+    (the concat conditioning of Med-cDiff), ``model(x, timesteps=t)``; E[x_0 | y] = y is the known answer."""
+
+    def forward(self, x: torch.Tensor, timesteps: torch.Tensor, **_) -> torch.Tensor:
+        xt, y = x.chunk(2, dim=1)
+        a = self._abar(timesteps, xt)
+        return (1 - a).sqrt() * (xt - a.sqrt() * y) / (a * self.std**2 + 1 - a)

@@ -4,3 +4,6 @@ from .image import masked_psnr, masked_ssim
 from .tumour import TumourSize, dilate
 
 __all__ = ["masked_psnr", "masked_ssim", "TumourSize", "dilate"]
+from . import restoration  # noqa: E402
+
+__all__ += ["restoration"]

@@ -1,5 +1,5 @@
 """Pictures: translation panels and evaluation plots."""
 
-from .panels import requested_vs_achieved, translation_panel
+from .panels import comparison_panel, requested_vs_achieved, translation_panel
 
-__all__ = ["translation_panel", "requested_vs_achieved"]
+__all__ = ["translation_panel", "requested_vs_achieved", "comparison_panel"]

@@ -78,3 +78,27 @@ def requested_vs_achieved(path: str, requested, series: dict[str, tuple[list, li
     ax.legend(fontsize=8)
     ax.grid(alpha=0.3)
     return _save(fig, path)
+
+
+def comparison_panel(path: str, rows: list[tuple[str, list[tuple[str, torch.Tensor]]]], notes: dict | None = None,
+                     value_range=(-1.0, 1.0)) -> str:
+    """Grid of single-channel images, one row per case and one column per method (Med-cDiff Figs. 2, 4, 5): the
+    input, the baselines, Med-cDiff and the ground truth. Images are ``(1, H, W)`` indexed (x, y) as MONAI reads
+    them (shown transposed). ``notes[(row, column)]`` is printed under an image (e.g. its PSNR)."""
+    notes = notes or {}
+    ncols = max(len(images) for _, images in rows)
+    fig, axes = plt.subplots(len(rows), ncols, figsize=(2.0 * ncols, 2.1 * len(rows)), squeeze=False)
+    for r, (name, images) in enumerate(rows):
+        for c, (title, image) in enumerate(images):
+            arr = image.detach().cpu().float().numpy() if isinstance(image, torch.Tensor) else np.asarray(image)
+            axes[r, c].imshow(arr.squeeze().T, cmap="gray", vmin=value_range[0], vmax=value_range[1])
+            axes[r, c].set_title(title if r == 0 else "", fontsize=8)
+            if (name, title) in notes:
+                axes[r, c].set_xlabel(notes[(name, title)], fontsize=7)
+        axes[r, 0].set_ylabel(name, fontsize=7)
+    for ax in axes.ravel():
+        ax.set_xticks([])
+        ax.set_yticks([])
+        if not ax.images:
+            ax.axis("off")
+    return _save(fig, path)

@@ -6,3 +6,8 @@ from .scores import MeasuredTumourSize, RegressorScore
 from .translate import GuidedTranslation, growth_targets
 
 __all__ = ["GrowthEvaluation", "GuidedTranslation", "growth_targets", "load_weights", "MeasuredTumourSize", "RegressorScore"]
+from .baselines import BiharmonicFill, Interpolation, MedianFilter, NearestFill, NoisyInput  # noqa: E402
+from .restoration import ConditionalRestoration, RestorationEvaluation  # noqa: E402
+
+__all__ += ["BiharmonicFill", "Interpolation", "MedianFilter", "NearestFill", "NoisyInput", "ConditionalRestoration",
+            "RestorationEvaluation"]

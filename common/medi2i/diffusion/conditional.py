@@ -1,0 +1,146 @@
+"""Conditional DDPM of Med-cDiff: eps_theta(x_t, y, t) with the condition image y concatenated to x_t as channels.
+
+Training is MONAI's: ``DiffusionInferer`` in ``mode="concat"`` fed by :class:`ConcatPrepareBatch` (MONAI's
+``DiffusionPrepareBatch`` with a condition, plus the ``mode`` keyword its trainer call lacks).
+
+Sampling (:class:`ConditionalSampler`) starts from x_T ~ N(0, I) and runs either
+
+* ``"ancestral"``: the paper's sampler, every one of the T steps of
+  ``x_{t-1} = (x_t - beta_t / sqrt(1 - abar_t) eps) / sqrt(alpha_t) + sigma_t z`` with ``sigma_t^2 = beta_t``
+  (MONAI ``DDPMScheduler(variance_type="fixed_large")`` through ``DiffusionInferer.sample``), or
+* ``"ddim"``: deterministic DDIM (eta = 0 by default) over ``num_inference_steps`` evenly spaced timesteps
+  (:class:`~medi2i.diffusion.DDIMSampler`, whose strided steps are consistent, unlike MONAI's ``DDIMScheduler``).
+"""
+
+from __future__ import annotations
+
+import torch
+from monai.engines import DiffusionPrepareBatch
+from monai.inferers import DiffusionInferer, Inferer
+from torch import nn
+
+from ..errors import require
+from .ddim import DDIMSampler
+
+
+class ConcatPrepareBatch(DiffusionPrepareBatch):
+    """``DiffusionPrepareBatch(num_train_timesteps, condition_name)`` whose inferer call also gets ``mode="concat"``."""
+
+    def __init__(self, num_train_timesteps: int, condition_name: str = "condition"):
+        super().__init__(num_train_timesteps, condition_name)
+
+    def __call__(self, batchdata, device=None, non_blocking: bool = False, **kwargs):
+        images, target, args, infer_kwargs = super().__call__(batchdata, device, non_blocking, **kwargs)
+        return images, target, args, {**infer_kwargs, "mode": "concat"}
+
+
+class ConcatConditioned(nn.Module):
+    """``network(cat([x, condition]), timesteps)`` as a function of ``x`` alone (what DDIM sampling calls)."""
+
+    def __init__(self, network: nn.Module, condition: torch.Tensor):
+        super().__init__()
+        self.network, self.condition = network, condition
+
+    def forward(self, x: torch.Tensor, timesteps: torch.Tensor, **kwargs) -> torch.Tensor:
+        return self.network(torch.cat([x, self.condition.to(x.dtype)], 1), timesteps=timesteps, **kwargs)
+
+
+class ConditionalSampler:
+    """Draw x_0 ~ p_theta(x_0 | y).
+
+    Args:
+        scheduler: MONAI ``DDPMScheduler`` of the training (T, betas); ancestral sampling uses its ``step``, so it
+            should have ``variance_type="fixed_large"`` (sigma_t^2 = beta_t) and ``clip_sample`` as wanted.
+        method: ``"ancestral"`` (all T steps, the paper) or ``"ddim"``.
+        num_inference_steps: DDIM steps (T must be a multiple; e.g. 50, 100, 250 for T = 2000).
+        eta: DDIM stochasticity (0 = deterministic).
+        out_channels: channels of x (the network's first output channels are eps).
+        clip: clamp the final sample to [-1, 1].
+        progress: tqdm progress bar.
+    """
+
+    def __init__(self, scheduler, method: str = "ancestral", num_inference_steps: int = 100, eta: float = 0.0,
+                 out_channels: int = 1, clip: bool = True, amp: bool = False, progress: bool = False):
+        self.scheduler, self.method, self.eta = scheduler, method, float(eta)
+        self.num_inference_steps, self.out_channels = int(num_inference_steps), int(out_channels)
+        self.clip, self.amp, self.progress = clip, amp, progress
+        self.network_evaluations = 0
+
+    @property
+    def num_train_timesteps(self) -> int:
+        return int(self.scheduler.num_train_timesteps)
+
+    def check(self) -> None:
+        """One-line errors for settings out of range."""
+        require(self.method in ("ancestral", "ddim"), "sampling_method", f"must be 'ancestral' or 'ddim', got {self.method!r}")
+        if self.method == "ddim":
+            n, steps = self.num_train_timesteps, self.num_inference_steps
+            require(1 <= steps <= n and n % steps == 0, "num_inference_steps",
+                    f"DDIM steps must divide T = {n} (e.g. 50, 100, 250), got {steps}")
+
+    @property
+    def steps(self) -> int:
+        """Network evaluations per image."""
+        return self.num_train_timesteps if self.method == "ancestral" else self.num_inference_steps
+
+    def __call__(self, network: nn.Module, condition: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+        self.check()
+        condition = condition.float()
+        shape = (condition.shape[0], self.out_channels, *condition.shape[2:])
+        noise = torch.randn(shape, generator=generator, device="cpu").to(condition.device)
+        network = _FirstChannels(network, self.out_channels)
+        with torch.no_grad(), torch.autocast("cuda", dtype=torch.bfloat16, enabled=self.amp and condition.is_cuda):
+            if self.method == "ancestral":
+                self.scheduler.set_timesteps(self.num_train_timesteps)
+                x = DiffusionInferer(self.scheduler).sample(noise, network, self.scheduler, verbose=self.progress,
+                                                             conditioning=condition, mode="concat")
+            else:
+                n = self.num_train_timesteps
+                ddim = DDIMSampler(self.scheduler, noise_level=n, stride=n // self.num_inference_steps, eta=self.eta,
+                                   progress=self.progress)
+                x = ddim.decode(ConcatConditioned(network, condition), noise, generator=generator)
+        self.network_evaluations += shape[0] * self.steps
+        return x.float().clamp(-1, 1) if self.clip else x.float()
+
+
+class _FirstChannels(nn.Module):
+    """The network's first ``channels`` outputs (eps; drops learned-variance channels if any)."""
+
+    def __init__(self, network: nn.Module, channels: int):
+        super().__init__()
+        self.network, self.channels = network, channels
+
+    def forward(self, x, timesteps, **kwargs):
+        kwargs.pop("context", None)
+        return self.network(x, timesteps=timesteps.expand(x.shape[0]).long())[:, : self.channels]
+
+
+class ConditionalDiffusionInferer(Inferer):
+    """``inferer(condition, network)`` -> restored image: the whole conditional sampling (MONAI Label contract).
+
+    Accepts ``(B, C, H, W)`` or one-slice volumes ``(B, C, H, W, 1)`` (returned in the same form). With
+    ``keep_known`` (inpainting) the condition is ``[x * (1 - m), m]`` and only the masked pixels are replaced:
+    ``out = x * (1 - m) + sample * m``. ``seed`` makes every call draw the same noise (None: the global RNG).
+    """
+
+    def __init__(self, sampler: ConditionalSampler, keep_known: bool = False, seed: int | None = 0):
+        super().__init__()
+        self.sampler, self.keep_known, self.seed = sampler, keep_known, seed
+
+    def check(self) -> None:
+        self.sampler.check()
+
+    def __call__(self, inputs: torch.Tensor, network: nn.Module, *args, **kwargs) -> torch.Tensor:
+        slab = inputs.ndim == 5 and inputs.shape[-1] == 1
+        y = torch.as_tensor(inputs[..., 0] if slab else inputs).float()
+        generator = None if self.seed is None else torch.Generator().manual_seed(int(self.seed))
+        with torch.random.fork_rng(devices=[y.device] if y.is_cuda else []):
+            if generator is not None:
+                torch.manual_seed(int(self.seed))
+            out = self.sampler(network, y, generator)
+        if self.keep_known:
+            require(y.shape[1] == 2 * out.shape[1], "condition",
+                    f"inpainting needs the masked image and its mask as channels, got {y.shape[1]} channel(s)")
+            known, mask = y[:, : out.shape[1]], y[:, out.shape[1] :]
+            out = known * (1 - mask) + out * mask
+        return out.unsqueeze(-1) if slab else out
