@@ -56,14 +56,17 @@ class ConditionalSampler:
         eta: DDIM stochasticity (0 = deterministic).
         out_channels: channels of x (the network's first output channels are eps).
         clip: clamp the final sample to [-1, 1].
+        clip_denoised: clamp the predicted x_0 to [-1, 1] in every DDIM step (Ho et al.'s and guided-diffusion's
+            ``clip_denoised``; the ancestral sampler does the same through the scheduler's ``clip_sample``).
         progress: tqdm progress bar.
     """
 
     def __init__(self, scheduler, method: str = "ancestral", num_inference_steps: int = 100, eta: float = 0.0,
-                 out_channels: int = 1, clip: bool = True, amp: bool = False, progress: bool = False):
+                 out_channels: int = 1, clip: bool = True, clip_denoised: bool = True, amp: bool = False,
+                 progress: bool = False):
         self.scheduler, self.method, self.eta = scheduler, method, float(eta)
         self.num_inference_steps, self.out_channels = int(num_inference_steps), int(out_channels)
-        self.clip, self.amp, self.progress = clip, amp, progress
+        self.clip, self.clip_denoised, self.amp, self.progress = clip, clip_denoised, amp, progress
         self.network_evaluations = 0
 
     @property
@@ -97,7 +100,7 @@ class ConditionalSampler:
             else:
                 n = self.num_train_timesteps
                 ddim = DDIMSampler(self.scheduler, noise_level=n, stride=n // self.num_inference_steps, eta=self.eta,
-                                   progress=self.progress)
+                                   clip_sample=(-1.0, 1.0) if self.clip_denoised else None, progress=self.progress)
                 x = ddim.decode(ConcatConditioned(network, condition), noise, generator=generator)
         self.network_evaluations += shape[0] * self.steps
         return x.float().clamp(-1, 1) if self.clip else x.float()
