@@ -4,6 +4,9 @@
     python tools/benchmark.py bundles/brats_mri_tumor_growth_regression_guidance --size paper --device cuda --amp "[False,True]"
     python tools/benchmark.py bundles/brats_mri_tumor_growth_regression_guidance --variants "[[1,1,False],[10,6,True]]"
 
+    python tools/benchmark.py bundles/prostate_mri_super_resolution_cddpm --sampling --checkpoint demo/models/model.pt \
+        --overrides "{'dataset_dir': 'demo/data/slices'}"   # Med-cDiff: 2000-step ancestral vs DDIM 50/100/250
+
 ``--size demo`` uses the bundle's configs/demo.json sizes; ``--size paper`` the configs' own (paper) sizes.
 """
 
@@ -11,17 +14,25 @@ import os
 
 import fire
 
-from medi2i.benchmark import benchmark_translation
+from medi2i.benchmark import SAMPLING_VARIANTS, benchmark_conditional_sampling, benchmark_translation
 from medi2i.workflows.tables import markdown_table, write_tables
 
 
 def main(bundle: str, size: str = "demo", device: str = "cpu", strides=(10,), batch_sizes=(1,), amp=(False,),
-         noise_level: int = None, repeats: int = 1, variants=None, output_dir: str = None):
+         noise_level: int = None, repeats: int = 1, variants=None, output_dir: str = None, sampling: bool = False,
+         checkpoint: str = None, overrides: dict = None, num_images: int = 4):
     """Every combination of ``strides`` x ``batch_sizes`` x ``amp``, or the ``variants`` listed as
-    ``[[stride, batch, amp], ...]``; rows are printed as they are measured."""
-    rows = benchmark_translation(bundle, overlays=("demo.json",) if size == "demo" else (), device=device,
-                                 strides=strides, batch_sizes=batch_sizes, amp=amp, noise_level=noise_level,
-                                 repeats=repeats, variants=variants, on_row=lambda row: print(row, flush=True))
+    ``[[stride, batch, amp], ...]``; rows are printed as they are measured. ``--sampling``: conditional (Med-cDiff)
+    bundles, seconds per image and PSNR for ``variants`` ``[[method, steps], ...]`` (default ancestral 2000, DDIM
+    50/100/250) with the weights in ``--checkpoint`` on the first ``--num_images`` test slices."""
+    if sampling:
+        rows = benchmark_conditional_sampling(bundle, checkpoint, ("demo.json",) if size == "demo" else (), overrides,
+                                              device, variants or SAMPLING_VARIANTS, num_images,
+                                              on_row=lambda row: print(row, flush=True))
+    else:
+        rows = benchmark_translation(bundle, overlays=("demo.json",) if size == "demo" else (), device=device,
+                                     strides=strides, batch_sizes=batch_sizes, amp=amp, noise_level=noise_level,
+                                     repeats=repeats, variants=variants, on_row=lambda row: print(row, flush=True))
     print(markdown_table(rows))
     if output_dir:
         write_tables(rows, output_dir, f"benchmark_{size}_{device.split(':')[0]}", f"Benchmark ({size} size, {device})")

@@ -1,0 +1,243 @@
+"""Med-cDiff bundles (super-resolution, denoising, inpainting): degradations, the conditional sampler against an
+analytic model, readers on the real samples, and each bundle's tiny recipe through monai.bundle."""
+
+import csv
+import glob
+import json
+import os
+import subprocess
+import sys
+
+import nibabel as nib
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+from monai.bundle import ConfigParser, ConfigWorkflow
+from monai.networks.schedulers import DDPMScheduler
+from monai.transforms import LoadImage
+
+from conftest import ROOT, shared
+from medi2i.data import DownUpSampled, GaussianSaltPepperNoised, InpaintingMaskd, build_image_datalist, find_radiographs, find_volumes, load_image
+from medi2i.data.degradations import downsampled_size
+from medi2i.diffusion import ConditionalDiffusionInferer, ConditionalSampler, GaussianConditionalEpsilon
+from medi2i.recipes import load_recipe, run_recipe
+from medi2i.workflows import BiharmonicFill, NearestFill
+
+BUNDLES = {name: os.path.join(ROOT, "bundles", name) for name in
+           ("prostate_mri_super_resolution_cddpm", "chest_xray_denoising_cddpm", "prostate_mri_inpainting_cddpm")}
+BASELINES = {"prostate_mri_super_resolution_cddpm": ["bicubic", "bilinear"],
+             "chest_xray_denoising_cddpm": ["noisy input", "median 3x3"],
+             "prostate_mri_inpainting_cddpm": ["biharmonic", "nearest"]}
+
+
+def _image(size=128, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    return (F.avg_pool2d(torch.rand(1, 1, size, size, generator=g) * 2 - 1, 5, 1, 2)[0] * 0.8)
+
+
+# --- degradations --------------------------------------------------------------------------------------------
+
+def test_x4_downsample_halves_twice():
+    x = _image()
+    assert downsampled_size(128, 4) == 32 and downsampled_size(128, 2 * 2**0.5) == 45
+    twice = F.interpolate(F.interpolate(x[None], scale_factor=0.5, mode="area"), scale_factor=0.5, mode="area")
+    once = F.interpolate(x[None], size=(32, 32), mode="area")
+    assert torch.allclose(once, twice, atol=1e-6)
+    blocky = torch.repeat_interleave(torch.repeat_interleave(once[0], 4, 1), 4, 2)  # constant on 4x4 blocks
+    out = DownUpSampled("image", factor=4, up_mode="nearest")({"image": blocky})
+    assert torch.allclose(out["condition"], blocky.clamp(-1, 1), atol=1e-6) and out["condition"].shape == (1, 128, 128)
+    assert not torch.allclose(DownUpSampled("image", factor=4)({"image": x})["condition"], x, atol=0.05)
+
+
+def test_salt_and_pepper_hits_the_requested_fraction():
+    x = torch.zeros(1, 256, 256)
+    y = GaussianSaltPepperNoised("image", gaussian_std=0.1, salt_pepper=0.1, fixed_seed=3)({"image": x})["condition"]
+    hit = y.abs() == 1
+    assert hit.float().mean().item() == pytest.approx(0.1, abs=0.005)
+    assert (y[hit] > 0).float().mean().item() == pytest.approx(0.5, abs=0.03)  # half salt, half pepper
+    assert y[~hit].std().item() == pytest.approx(0.1, rel=0.03)
+
+
+@pytest.mark.parametrize("shape", ["box", "stroke"])
+def test_masks_cover_the_requested_area_and_are_fixed_by_seed(shape):
+    for area in (0.05, 0.2):
+        masker = InpaintingMaskd("image", area=area, shapes=[shape], fixed_seed=7)
+        covered = [masker({"image": _image(seed=s)})["mask"].mean().item() for s in range(4)]
+        assert all(area - 0.01 <= c <= area + (0.03 if shape == "stroke" else 0.01) for c in covered), covered
+    x = _image()
+    x.meta = {"filename_or_obj": "a.nii.gz"}
+    masker = InpaintingMaskd("image", area=0.2, fixed_seed=7)
+    first, again = masker({"image": x}), masker({"image": x})
+    assert torch.equal(first["mask"], again["mask"])  # same file -> same test mask
+    assert torch.equal(first["condition"][0], x[0] * (1 - first["mask"][0]))
+
+
+def test_classical_fills_keep_known_pixels_and_interpolate_smooth_images():
+    yy, xx = torch.meshgrid(torch.linspace(-1, 1, 32), torch.linspace(-1, 1, 32), indexing="ij")
+    x = (0.5 * xx + 0.3 * yy)[None]  # linear: the biharmonic fill is exact
+    mask = torch.zeros(1, 32, 32)
+    mask[:, 10:20, 8:22] = 1
+    condition = torch.cat([x * (1 - mask), mask])[None]
+    assert torch.allclose(BiharmonicFill()(condition)[0], x, atol=1e-4)
+    nearest = NearestFill()(condition)[0]
+    assert torch.equal(nearest[mask == 0], x[mask == 0]) and (nearest - x).abs().max() < 0.2
+
+
+# --- the conditional sampler --------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("method,steps,tol_std", [("ancestral", 2000, 0.02), ("ddim", 250, 0.02)])
+def test_conditional_sampler_reproduces_the_analytic_posterior(method, steps, tol_std):
+    """x_0 | y ~ N(y, 0.2^2): the exact eps(x_t, y, t) must give samples with mean y and std 0.2."""
+    scheduler = DDPMScheduler(2000, "linear_beta", beta_start=1e-4, beta_end=0.02, variance_type="fixed_large", clip_sample=False)
+    model = GaussianConditionalEpsilon(scheduler, std=0.2)
+    y = torch.linspace(-0.8, 0.8, 16).view(1, 1, 4, 4).repeat(512, 1, 1, 1)
+    sampler = ConditionalSampler(scheduler, method, steps, clip=False, clip_denoised=False)
+    x = ConditionalDiffusionInferer(sampler, seed=1)(y, model)
+    assert (x.mean(0) - y[0]).abs().max() < 0.04
+    assert x.std(0).mean().item() == pytest.approx(0.2, abs=tol_std)
+    assert sampler.network_evaluations == 512 * steps
+    assert torch.equal(x, ConditionalDiffusionInferer(sampler, seed=1)(y, model))  # seeded
+
+
+def test_inpainting_inferer_replaces_only_the_masked_region():
+    scheduler = DDPMScheduler(2000, "linear_beta", beta_start=1e-4, beta_end=0.02, variance_type="fixed_large")
+    model = GaussianConditionalEpsilon(scheduler, std=0.2)
+    x = _image(16)
+    mask = torch.zeros(1, 16, 16)
+    mask[:, 4:10, 5:12] = 1
+    condition = torch.cat([x * (1 - mask), mask])[None]
+    out = ConditionalDiffusionInferer(ConditionalSampler(scheduler, "ddim", 50), keep_known=True)(condition, lambda z, timesteps: model(torch.cat([z, z * 0], 1), timesteps))
+    assert torch.equal(out[0][mask == 0], x[mask == 0]) and not torch.equal(out[0][mask == 1], x[mask == 1] * 0)
+
+
+# --- readers on the real samples -----------------------------------------------------------------------------
+
+def test_prostatex_nifti_and_dicom_read_alike(tmp_path):
+    cases = {c["image"].endswith(".nii.gz"): c for c in find_volumes(shared("prostatex"))}
+    nifti, dicom = load_image(cases[True]), load_image(cases[False])
+    assert nifti.shape == dicom.shape == (1, 384, 384, 19) and torch.equal(nifti, dicom)
+    path = build_image_datalist(shared("prostatex"), str(tmp_path), "volumes", 128, 0.0, 0.5, seed=0)
+    datalist = json.load(open(path))
+    assert len(datalist["training"]) + len(datalist["test"]) == 38  # 19 slices of each reading
+    sl = LoadImage(image_only=True, ensure_channel_first=True)(os.path.join(tmp_path, datalist["test"][0]["image"]))
+    assert sl.shape == (1, 128, 128, 1) and -1.0 <= sl.min() and sl.max() <= 1.0
+
+
+def test_nih_and_kermany_radiograph_layouts(tmp_path):
+    items = find_radiographs(shared("chest_xray_nih"))
+    assert len(items) == 10 and items[0]["patient"] == items[0]["case"][:8]
+    from PIL import Image
+
+    for split, label in (("train", "NORMAL"), ("test", "PNEUMONIA")):
+        os.makedirs(tmp_path / split / label)
+        Image.fromarray(np.zeros((20, 30, 3), np.uint8)).save(tmp_path / split / label / "person1_virus_1.jpeg")
+    kermany = find_radiographs(str(tmp_path))
+    assert {(k["split"], k["label_name"], k["patient"]) for k in kermany} == {("train", "NORMAL", "person1"), ("test", "PNEUMONIA", "person1")}
+    assert load_image(kermany[0]).shape == (1, 30, 20)  # RGB averaged to grey
+
+
+# --- the bundles through monai.bundle ------------------------------------------------------------------------
+
+@pytest.fixture(scope="session", params=list(BUNDLES))
+def tiny_cddpm_run(request, tmp_path_factory):
+    """Each bundle's tiny recipe: phantoms -> train -> infer (DDIM) -> evaluate."""
+    bundle = BUNDLES[request.param]
+    return {"bundle": bundle, "name": request.param, **run_recipe(bundle, str(tmp_path_factory.mktemp(request.param)), tiny=True)}
+
+
+def _tiny_overrides(run, **extra):
+    _, recipe = load_recipe(run["bundle"])
+    return {**recipe["tiny"]["overrides"], "bundle_root": run["output_dir"], "dataset_dir": run["dataset_dir"],
+            "ckpt_dir": run["ckpt_dir"], **extra}
+
+
+def test_tiny_train_infer_evaluate(tiny_cddpm_run):
+    out = tiny_cddpm_run["output_dir"]
+    assert os.path.isfile(os.path.join(out, "models", "model.pt"))
+    with open(os.path.join(out, "outputs", "summary.csv")) as f:
+        rows = list(csv.DictReader(f))
+    test = json.load(open(os.path.join(tiny_cddpm_run["dataset_dir"], "datalist.json")))["test"]
+    assert len(rows) == len(test) > 0
+    entry = test[0]
+    folder = os.path.join(out, "outputs", f"{entry['case']}_z{entry['slice']:03d}")
+    assert {"condition.nii.gz", "output.nii.gz", "target.nii.gz", "panel.png"} <= set(os.listdir(folder))
+    source = nib.load(os.path.join(tiny_cddpm_run["dataset_dir"], entry["image"]))
+    written = nib.load(os.path.join(folder, "output.nii.gz"))
+    assert written.shape == (32, 32, 1, 1) and np.allclose(written.affine, source.affine)  # the input's affine
+    metrics = json.load(open(os.path.join(out, "eval", "metrics.json")))
+    assert [r["method"] for r in metrics["rows"]] == BASELINES[tiny_cddpm_run["name"]] + ["Med-cDiff", "ground truth"]
+    assert all(np.isfinite(r[k]) for r in metrics["rows"][:-1] for k in ("psnr", "ssim", "nmse", "accutance"))
+    assert len(metrics["skipped"]) == 2 and os.path.isfile(os.path.join(out, "eval", "panel.png"))
+
+
+def test_inpainting_output_keeps_the_known_pixels(tiny_cddpm_run):
+    if "inpainting" not in tiny_cddpm_run["name"]:
+        pytest.skip("inpainting bundle only")
+    for folder in glob.glob(os.path.join(tiny_cddpm_run["output_dir"], "outputs", "*", "")):
+        load = lambda name: nib.load(os.path.join(folder, name)).get_fdata()[..., 0, :]  # noqa: E731
+        known = load("mask.nii.gz")[..., 0] < 0.5
+        assert np.allclose(load("output.nii.gz")[..., 0][known], load("target.nii.gz")[..., 0][known], atol=1e-5)
+
+
+def test_monai_label_contract(tiny_cddpm_run):
+    bundle = tiny_cddpm_run["bundle"]
+    _, recipe = load_recipe(bundle)
+    parser = ConfigParser()
+    parser.read_config([os.path.join(bundle, "configs", "inference.json"), os.path.join(bundle, "configs", "demo.json")])
+    parser.update(_tiny_overrides(tiny_cddpm_run))
+    parser.parse()
+    network = parser.get_parsed_content("network_def")
+    network.load_state_dict(torch.load(os.path.join(tiny_cddpm_run["ckpt_dir"], "model.pt"), weights_only=True))
+    sample = sorted(glob.glob(os.path.join(tiny_cddpm_run["dataset_dir"], recipe["tiny"]["sample_image"])))[0]
+    data = parser.get_parsed_content("preprocessing")({"image": sample})
+    pred = parser.get_parsed_content("inferer")(data["image"][None], network)
+    out = parser.get_parsed_content("postprocessing")({"pred": pred[0]})["pred"]
+    assert out.shape == (1, 32, 32) and 0 <= out.min() and out.max() <= 1
+
+
+def test_workflow_properties(tiny_cddpm_run):
+    """Train configs have every MONAI train property; the inference configs' missing ones are named in the docs."""
+    bundle = tiny_cddpm_run["bundle"]
+    docs = open(os.path.join(bundle, "docs", "README.md")).read()
+    section = docs[docs.index("## MONAI workflow properties"):].split("\n## ")[0]
+    for config, kind in (("train.json", "train"), ("inference.json", "infer")):
+        workflow = ConfigWorkflow(config_file=[os.path.join(bundle, "configs", config), os.path.join(bundle, "configs", "demo.json")],
+                                  meta_file=os.path.join(bundle, "configs", "metadata.json"), workflow_type=kind,
+                                  **_tiny_overrides(tiny_cddpm_run))
+        workflow.initialize()
+        absent = [n for n, p in workflow.properties.items() if p.get("required") and p["id"] not in workflow.parser]
+        assert all(f"`{n}`" in section for n in absent), (config, absent)
+        if not absent:
+            assert workflow.check_properties() in (None, []), config
+        assert kind == "infer" or not absent
+
+
+def _run_inference(bundle, overrides, tmp_path):
+    args = [sys.executable, "-m", "monai.bundle", "run", "--config_file", os.path.join(bundle, "configs", "inference.json")]
+    for key, value in overrides.items():
+        args += [f"--{key}", json.dumps(value) if not isinstance(value, str) else value]
+    env = {**os.environ, "PYTHONPATH": os.path.join(ROOT, "common"), "OMP_NUM_THREADS": "1"}
+    return subprocess.run(args, capture_output=True, text=True, env=env, cwd=str(tmp_path))
+
+
+def test_bad_input_is_one_line_and_writes_nothing(tiny_cddpm_run, tmp_path):
+    bad = tmp_path / "broken.nii.gz"
+    bad.write_bytes(b"not an image")
+    two_channels = tmp_path / "two.nii.gz"
+    nib.save(nib.Nifti1Image(np.zeros((32, 32, 1, 2), np.float32), np.eye(4)), two_channels)
+    cases = [(str(bad), "cannot be read"), (str(two_channels), "single-channel")]
+    for path, message in cases:
+        out = tmp_path / f"out_{os.path.basename(path)}"
+        result = _run_inference(tiny_cddpm_run["bundle"], {**_tiny_overrides(tiny_cddpm_run), "inputs": path,
+                                                           "degrade_inputs": False, "output_dir": str(out)}, tmp_path)
+        errors = [ln for ln in result.stderr.splitlines() if ln.startswith("error:")]
+        assert result.returncode == 2 and len(errors) == 1 and message in errors[0] and path in errors[0], result.stderr[-2000:]
+        assert not out.exists()
+
+
+def test_mask_not_matching_the_image_is_rejected():
+    from medi2i import InputError
+
+    with pytest.raises(InputError, match="mask is"):
+        InpaintingMaskd("image")({"image": _image(32), "mask": torch.ones(1, 16, 16)})
