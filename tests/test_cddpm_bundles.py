@@ -214,9 +214,10 @@ def test_workflow_properties(tiny_cddpm_run):
 
 
 def _run_inference(bundle, overrides, tmp_path):
-    args = [sys.executable, "-m", "monai.bundle", "run", "--config_file", os.path.join(bundle, "configs", "inference.json")]
+    configs = [os.path.join(bundle, "configs", name) for name in ("inference.json", "demo.json")]
+    args = [sys.executable, "-m", "monai.bundle", "run", "--config_file", json.dumps(configs)]
     for key, value in overrides.items():
-        args += [f"--{key}", json.dumps(value) if not isinstance(value, str) else value]
+        args += [f"--{key}", repr(value) if not isinstance(value, str) else value]
     env = {**os.environ, "PYTHONPATH": os.path.join(ROOT, "common"), "OMP_NUM_THREADS": "1"}
     return subprocess.run(args, capture_output=True, text=True, env=env, cwd=str(tmp_path))
 
