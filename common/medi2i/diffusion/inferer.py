@@ -13,19 +13,26 @@ class GuidedTranslationInferer(Inferer):
     """DDIM-encode the inputs to L and decode with ``guidance`` (Algorithms 1-2 of the Swiss Army Knife).
 
     Accepts ``(B, C, H, W)`` or one-slice volumes ``(B, C, H, W, 1)`` (returned in the same form); keyword
-    arguments (e.g. per-sample ``desired_value``) are passed to the guidance.
+    arguments (e.g. per-sample ``desired_value``) are passed to the guidance. ``guidance_inputs`` maps a guidance
+    keyword to a function of the clean inputs ``(B, C, H, W)`` that supplies it when the call does not (e.g. the
+    desired mask z drawn for each image), so ``inferer(inputs, network)`` alone runs the whole task.
     """
 
-    def __init__(self, sampler: DDIMSampler, guidance: Guidance | None = None):
+    def __init__(self, sampler: DDIMSampler, guidance: Guidance | None = None, guidance_inputs: dict | None = None):
         super().__init__()
-        self.sampler, self.guidance = sampler, guidance
+        self.sampler, self.guidance, self.guidance_inputs = sampler, guidance, dict(guidance_inputs or {})
 
     def check(self) -> None:
-        """Validate the sampler settings before any work (one-line errors)."""
+        """Validate the sampler settings (and load the guidance network, if it loads itself) before any work."""
         self.sampler.check()
+        if hasattr(self.guidance, "load"):
+            self.guidance.load()
 
     def __call__(self, inputs: torch.Tensor, network: torch.nn.Module, *args, **kwargs) -> torch.Tensor:
         slab = inputs.ndim == 5 and inputs.shape[-1] == 1
         x = torch.as_tensor(inputs[..., 0] if slab else inputs).float()
+        for key, make in self.guidance_inputs.items():
+            if kwargs.get(key) is None:
+                kwargs[key] = make(x)
         out = self.sampler.translate(network, x, self.guidance, **kwargs)
         return out.unsqueeze(-1) if slab else out
