@@ -26,6 +26,13 @@ def mean_bce(logits: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
     return F.binary_cross_entropy_with_logits(logits, z, reduction="none").flatten(1).mean(1)
 
 
+def class_log_probabilities(logits: torch.Tensor) -> torch.Tensor:
+    """log p(y | x) of (B, K) logits; one logit l means the binary classes (0, 1) with logits (0, l)."""
+    if logits.shape[1] == 1:
+        logits = torch.cat([torch.zeros_like(logits), logits], 1)
+    return logits.log_softmax(1)
+
+
 class _NetworkGuidance:
     """Shared part: a frozen network, optional lazily loaded checkpoint, bf16 autocast on CUDA."""
 
@@ -94,7 +101,7 @@ class ClassifierGuidance(_NetworkGuidance):
     """Classifier guidance (Dhariwal & Nichol 2021; Wolleb et al. 2022): ``g = s * grad_x log p(y | x_t)``.
 
     Args:
-        classifier: C(x, timesteps=t) -> (B, K) logits.
+        classifier: C(x, timesteps=t) -> (B, K) logits; one logit is read as binary ``logit p(y=1)``.
         gradient_scale: s.
         target_class: default y (0 = healthy); ``target_class`` given at call time (per sample) wins.
         checkpoint: weights loaded on first use.
@@ -109,5 +116,5 @@ class ClassifierGuidance(_NetworkGuidance):
 
     def __call__(self, x: torch.Tensor, t: torch.Tensor, target_class=None) -> torch.Tensor:
         y = _per_sample(self.target_class if target_class is None else target_class, x.shape[0], x).long()
-        grad = self._gradient(x, t, lambda logits: logits.log_softmax(1).gather(1, y[:, None])[:, 0])
+        grad = self._gradient(x, t, lambda logits: class_log_probabilities(logits).gather(1, y[:, None])[:, 0])
         return self.gradient_scale * grad
