@@ -71,7 +71,7 @@ def test_guidance_loads_its_checkpoint_once(tmp_path):
     assert float(net.w) == 3.0 and not net.w.requires_grad
     missing = SegmentationGuidance(PixelLogits(), checkpoint=str(tmp_path / "none.pt"))
     with pytest.raises(InputError, match="none.pt: segmenter checkpoint not found"):
-        GuidedTranslationInferer(DDIMSampler(DDPMScheduler(1000), 10), missing).check()
+        GuidedTranslationInferer(DDIMSampler(DDPMScheduler(1000), 10), missing).load()
 
 
 # ---- masks -------------------------------------------------------------------------------------------------

@@ -60,7 +60,8 @@ def sync_diffusion(source_bundle: str, target_bundle: str, inference_configs=("i
                 changes.append(f"{where}: '{key}' differs")
                 get(demo)[key] = get(source_demo)[key]
     updates["demo.json"] = demo
-    if write and changes:
+    if write:
         for name, config in updates.items():
-            save_json(config, os.path.join(dst, name))
+            if any(change.startswith(name) for change in changes):
+                save_json(config, os.path.join(dst, name))
     return changes

@@ -23,8 +23,11 @@ class GuidedTranslationInferer(Inferer):
         self.sampler, self.guidance, self.guidance_inputs = sampler, guidance, dict(guidance_inputs or {})
 
     def check(self) -> None:
-        """Validate the sampler settings (and load the guidance network, if it loads itself) before any work."""
+        """Validate the sampler settings before any work (one-line errors)."""
         self.sampler.check()
+
+    def load(self) -> None:
+        """Load the guidance network's weights now, if it loads them itself (else on its first use)."""
         if hasattr(self.guidance, "load"):
             self.guidance.load()
 

@@ -84,6 +84,8 @@ class GuidedTranslation:
                     "output folder exists and is not empty (set overwrite=true to replace it)")
         for module, path, what in self.checkpoints:
             load_weights(module, path, what, map_location=self.device)
+        if hasattr(self.inferer, "load"):
+            self.inferer.load()
         self.network.eval()
         with tqdm(cases, desc="loading", unit="case") as bar:  # closed (new line) even when a case is bad
             prepared = [prepare_slice(case, self.image_size, self.slice_index) for case in bar]
