@@ -28,3 +28,14 @@ def tiny_growth_run(tmp_path_factory):
     from medi2i.recipes import run_recipe
 
     return run_recipe(GROWTH, str(tmp_path_factory.mktemp("growth_tiny")), tiny=True)
+
+
+def expect_input_error(capsys, bundle: str, config: str, overrides: dict, message: str) -> None:
+    """Running ``config`` of ``bundle`` exits with status 2 and one ``error: ...`` line containing ``message``."""
+    from medi2i.recipes import run_step
+
+    with pytest.raises(SystemExit) as exit_info:
+        run_step(bundle, config, overrides)
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err[-1].startswith("error: ") and message in err[-1], err[-1]

@@ -15,7 +15,7 @@ import pytest
 import torch
 from monai.bundle import ConfigParser
 
-from conftest import GROWTH, ROOT, shared
+from conftest import GROWTH, ROOT, expect_input_error, shared
 from medi2i.configsync import sync_diffusion
 from medi2i.recipes import load_recipe, run_recipe, run_step
 
@@ -139,11 +139,7 @@ def test_real_brats_case_anomaly_map(tiny_run, tmp_path):
 # ---- bad input: one line on stderr, exit status 2, nothing written -------------------------------------------
 
 def _expect_error(capsys, overrides, message, config="inference.json"):
-    with pytest.raises(SystemExit) as exit_info:
-        run_step(BUNDLE, config, overrides)
-    assert exit_info.value.code == 2
-    err = capsys.readouterr().err.strip().splitlines()
-    assert err[-1].startswith("error: ") and message in err[-1], err[-1]
+    expect_input_error(capsys, BUNDLE, config, overrides, message)
 
 
 def test_bad_masks_and_checkpoints(capsys, tiny_run, tmp_path):

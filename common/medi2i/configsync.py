@@ -45,6 +45,12 @@ def sync_diffusion(source_bundle: str, target_bundle: str, inference_configs=("i
     if not os.path.isfile(target_train) or _read(target_train) != train:
         changes.append(f"{DIFFUSION_CONFIG} differs from the source's")
     updates = {DIFFUSION_CONFIG: train}
+    overlay = os.path.join(src, "multi_gpu_train.json")
+    if os.path.isfile(overlay):  # the source's multi-GPU overlay of train_diffusion.json
+        name = "multi_gpu_train_diffusion.json"
+        if not os.path.isfile(os.path.join(dst, name)) or _read(os.path.join(dst, name)) != _read(overlay):
+            changes.append(f"{name} differs from the source's multi_gpu_train.json")
+        updates[name] = _read(overlay)
     source_infer = _read(os.path.join(src, "inference.json"))
     for name in inference_configs:
         config = _read(os.path.join(dst, name))
