@@ -1,6 +1,6 @@
 """Runners that bundle configs call: guided translation over many cases, evaluation."""
 
-from .checkpoints import load_weights
+from ..networks.checkpoints import load_weights
 from .growth_evaluation import GrowthEvaluation
 from .scores import MeasuredTumourSize, RegressorScore
 from .translate import GuidedTranslation, growth_targets
