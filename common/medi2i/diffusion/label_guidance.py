@@ -45,7 +45,7 @@ class _NetworkGuidance:
     def load(self) -> None:
         """Load ``checkpoint`` once (one-line error when missing or mismatched)."""
         if not self._loaded:
-            from ..workflows.checkpoints import load_weights
+            from ..networks.checkpoints import load_weights
 
             device = next(self.network.parameters()).device
             load_weights(self.network, self.checkpoint, self.what, map_location=device)

@@ -1,7 +1,7 @@
 """Runners that bundle configs call: guided translation over many cases, evaluation."""
 
 from .anomaly_evaluation import AnomalyEvaluation
-from .checkpoints import load_weights
+from ..networks.checkpoints import load_weights
 from .growth_evaluation import GrowthEvaluation
 from .inpainting_evaluation import InpaintingEvaluation
 from .scores import MeasuredTumourSize, RegressorScore

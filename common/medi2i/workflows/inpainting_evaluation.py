@@ -18,7 +18,7 @@ from monai.metrics import compute_dice
 from ..data.brats import brain_mask
 from ..errors import check_file, exit_on_input_error, require
 from ..metrics import dilate, masked_psnr, masked_ssim
-from .checkpoints import load_weights
+from ..networks.checkpoints import load_weights
 from .growth_evaluation import _load
 from .tables import write_tables
 

@@ -20,7 +20,7 @@ from ..data.cases import PreparedSlice, prepare_slice, resolve_cases
 from ..data.io import save_csv, save_nifti, staged_output
 from ..errors import exit_on_input_error, require
 from ..viz import translation_panel
-from .checkpoints import load_weights
+from ..networks.checkpoints import load_weights
 
 #: a score maps (B, C, H, W) images and their (B, 1, H, W) brain masks to (B,) values, e.g. R(x, 0)
 Score = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
@@ -85,7 +85,7 @@ class GuidedTranslation:
         for module, path, what in self.checkpoints:
             load_weights(module, path, what, map_location=self.device)
         if hasattr(self.inferer, "load"):
-            self.inferer.load()
+            self.inferer.load(map_location=self.device)
         self.network.eval()
         with tqdm(cases, desc="loading", unit="case") as bar:  # closed (new line) even when a case is bad
             prepared = [prepare_slice(case, self.image_size, self.slice_index) for case in bar]
