@@ -23,10 +23,10 @@ BUNDLE = os.path.join(ROOT, "bundles", "brats_mri_tumor_inpainting_segmentation_
 CONFIGS = os.path.join(BUNDLE, "configs")
 
 
-@pytest.fixture(scope="module")
-def tiny_run(tmp_path_factory):
+@pytest.fixture(scope="session")
+def inpainting_run(tiny_run):
     """This bundle's recipe at tiny size: phantoms -> DDPM, segmenter, classifier -> both inferences -> evaluations."""
-    return run_recipe(BUNDLE, str(tmp_path_factory.mktemp("inpainting_tiny")), tiny=True)
+    return tiny_run(BUNDLE)
 
 
 def _overrides(run, **extra):
@@ -40,8 +40,8 @@ def _rows(path):
         return list(csv.DictReader(f))
 
 
-def test_tiny_train_infer_evaluate(tiny_run):
-    out = tiny_run["output_dir"]
+def test_tiny_train_infer_evaluate(inpainting_run):
+    out = inpainting_run["output_dir"]
     for name in ("model.pt", "segmenter.pt", "classifier.pt"):
         assert os.path.isfile(os.path.join(out, "models", name)), name
     rows = _rows(os.path.join(out, "outputs", "summary.csv"))
@@ -49,7 +49,7 @@ def test_tiny_train_infer_evaluate(tiny_run):
     for row in rows:
         folder = os.path.join(out, "outputs", row["case"])
         assert {"input.nii.gz", "mask.nii.gz", "inpainted.nii.gz", "inpainted_difference.nii.gz", "panel.png"} <= set(os.listdir(folder))
-        source = glob.glob(os.path.join(tiny_run["dataset_dir"], "slices", "*", row["case"] + ".nii.gz"))[0]
+        source = glob.glob(os.path.join(inpainting_run["dataset_dir"], "slices", "*", row["case"] + ".nii.gz"))[0]
         written = nib.load(os.path.join(folder, "inpainted.nii.gz"))
         assert written.shape == (32, 32, 1, 4) and np.allclose(written.affine, nib.load(source).affine)  # affine kept
         mask = np.asarray(nib.load(os.path.join(folder, "mask.nii.gz")).dataobj)
@@ -64,18 +64,18 @@ def test_tiny_train_infer_evaluate(tiny_run):
         assert os.path.isfile(os.path.join(out, "outputs_classifier", row["case"], "healthy_difference.nii.gz"))
 
 
-def test_inference_on_the_growth_bundles_ddpm(tiny_run, tiny_growth_run, tmp_path):
+def test_inference_on_the_growth_bundles_ddpm(inpainting_run, tiny_growth_run, tmp_path):
     """One DDPM for all guidances: the checkpoint written by the growth bundle's train_diffusion.json."""
     growth_model = os.path.join(tiny_growth_run["ckpt_dir"], "model.pt")
-    run_step(BUNDLE, "inference.json", _overrides(tiny_run, ddpm_checkpoint=growth_model, output_dir=str(tmp_path / "out")))
+    run_step(BUNDLE, "inference.json", _overrides(inpainting_run, ddpm_checkpoint=growth_model, output_dir=str(tmp_path / "out")))
     rows = _rows(tmp_path / "out" / "summary.csv")
     assert rows == [{**r, "seconds_per_image": rows[i]["seconds_per_image"]}
-                    for i, r in enumerate(_rows(os.path.join(tiny_run["output_dir"], "outputs", "summary.csv")))]
+                    for i, r in enumerate(_rows(os.path.join(inpainting_run["output_dir"], "outputs", "summary.csv")))]
     case = rows[0]["case"]
-    ours = nib.load(os.path.join(tiny_run["output_dir"], "outputs", case, "inpainted.nii.gz")).get_fdata()
+    ours = nib.load(os.path.join(inpainting_run["output_dir"], "outputs", case, "inpainted.nii.gz")).get_fdata()
     theirs = nib.load(str(tmp_path / "out" / case / "inpainted.nii.gz")).get_fdata()
     # the same train_diffusion.json on the same phantoms with the same seed trains the same DDPM, bit for bit
-    mine = torch.load(os.path.join(tiny_run["ckpt_dir"], "model.pt"), weights_only=True)
+    mine = torch.load(os.path.join(inpainting_run["ckpt_dir"], "model.pt"), weights_only=True)
     assert all(torch.equal(mine[k], v) for k, v in torch.load(growth_model, weights_only=True).items())
     assert np.allclose(ours, theirs)
 
@@ -104,27 +104,12 @@ def test_paper_settings_by_default():
     assert segmenter.out_channels == 1 and list(segmenter.block_out_channels) == [128, 128, 256, 256, 512, 512]
 
 
-def test_monai_label_entry_points(tiny_run):
-    """inference.json's preprocessing -> inferer(inputs, network) -> postprocessing on one 2D file."""
-    _, recipe = load_recipe(BUNDLE)
-    parser = ConfigParser()
-    parser.read_config([os.path.join(CONFIGS, "inference.json"), os.path.join(CONFIGS, "demo.json")])
-    parser.update(_overrides(tiny_run))
-    network = parser.get_parsed_content("network_def")
-    network.load_state_dict(torch.load(os.path.join(tiny_run["ckpt_dir"], "model.pt"), weights_only=True))
-    image = glob.glob(os.path.join(tiny_run["dataset_dir"], recipe["tiny"]["sample_image"]))[0]
-    data = parser.get_parsed_content("preprocessing")({"image": image})
-    pred = parser.get_parsed_content("inferer")(data["image"][None], network)  # loads segmenter.pt itself
-    out = parser.get_parsed_content("postprocessing")({"pred": pred[0]})
-    assert out["pred"].shape == (4, 32, 32) and torch.isfinite(out["pred"]).all()
-
-
-def test_real_brats_case_anomaly_map(tiny_run, tmp_path):
+def test_real_brats_case_anomaly_map(inpainting_run, tmp_path):
     """The real BraTS 2018 case through classifier-guided healthy translation and the anomaly-map evaluation
     (tiny networks trained on phantoms: this checks reading, 240 -> 256 padding and evaluation on real data,
     not quality; the Dice/AUROC it prints are not results)."""
     case = shared("brats2018", "Brats18_TCIA01_201_1")
-    common = _overrides(tiny_run, image_size=256, inputs=case, bundle_root=str(tmp_path), noise_level=200, stride=200)
+    common = _overrides(inpainting_run, image_size=256, inputs=case, bundle_root=str(tmp_path), noise_level=200, stride=200)
     run_step(BUNDLE, "inference_classifier.json", common)
     run_step(BUNDLE, "evaluate_classifier.json", common)
     folder = tmp_path / "outputs_classifier" / "Brats18_TCIA01_201_1"
@@ -142,15 +127,15 @@ def _expect_error(capsys, overrides, message, config="inference.json"):
     expect_input_error(capsys, BUNDLE, config, overrides, message)
 
 
-def test_bad_masks_and_checkpoints(capsys, tiny_run, tmp_path):
-    args = _overrides(tiny_run, output_dir=str(tmp_path / "out"))
+def test_bad_masks_and_checkpoints(capsys, inpainting_run, tmp_path):
+    args = _overrides(inpainting_run, output_dir=str(tmp_path / "out"))
     nib.save(nib.Nifti1Image(np.ones((20, 32), np.uint8), np.eye(4)), str(tmp_path / "wrong.nii.gz"))
     _expect_error(capsys, {**args, "mask_file": str(tmp_path / "wrong.nii.gz")},
                   "wrong.nii.gz: mask shape (20, 32) differs from the image slice (32, 32)")
     nib.save(nib.Nifti1Image(np.zeros((32, 32), np.uint8), np.eye(4)), str(tmp_path / "empty.nii.gz"))
     _expect_error(capsys, {**args, "mask_file": str(tmp_path / "empty.nii.gz")}, "empty.nii.gz: mask is empty")
     _expect_error(capsys, {**args, "mask_centre": [0, 0], "mask_radius": 3}, "mask lies outside the brain")
-    _expect_error(capsys, {**args, "ckpt_dir": str(tmp_path / "none"), "ddpm_checkpoint": os.path.join(tiny_run["ckpt_dir"], "model.pt")},
+    _expect_error(capsys, {**args, "ckpt_dir": str(tmp_path / "none"), "ddpm_checkpoint": os.path.join(inpainting_run["ckpt_dir"], "model.pt")},
                   "segmenter.pt: segmenter checkpoint not found")
     _expect_error(capsys, {**args, "ddpm_checkpoint": str(tmp_path / "none.pt")}, "none.pt: diffusion model checkpoint not found")
     _expect_error(capsys, {**args, "inference_dir": str(tmp_path / "none"), "output_dir": str(tmp_path / "out")},

@@ -187,8 +187,13 @@ def missing_properties(bundle: str, config: str, overrides: dict) -> list[str]:
                 getattr(workflow, name)
             except (KeyError, AttributeError):
                 missing.append(name)
-        elif not workflow._check_optional_id(name=name, property=prop):
-            missing.append(name)
+        else:
+            try:
+                defined_right = workflow._check_optional_id(name=name, property=prop)
+            except AttributeError:  # defined inline where MONAI expects a reference to the property's ID
+                defined_right = False
+            if not defined_right:
+                missing.append(name)
     return missing
 
 
@@ -244,6 +249,7 @@ def unpack_standalone(bundle: str, run: dict, workdir: str) -> str:
     with zipfile.ZipFile(zip_path) as archive:
         archive.extractall(os.path.join(workdir, "unpacked"))
     unpacked = os.path.join(workdir, "unpacked", os.path.basename(os.path.normpath(bundle)))
+    os.makedirs(os.path.join(unpacked, "models"), exist_ok=True)
     for weights in glob.glob(os.path.join(run["ckpt_dir"], "*.pt")):
         shutil.copy2(weights, os.path.join(unpacked, "models", os.path.basename(weights)))
     return unpacked
