@@ -94,7 +94,7 @@ def benchmark_conditional_sampling(bundle_dir: str, checkpoint: str | None = Non
     random weights only the timings mean something (PSNR is then reported but labelled ``untrained``)."""
     from .diffusion.conditional import ConditionalDiffusionInferer, ConditionalSampler
     from .metrics.restoration import psnr
-    from .workflows.checkpoints import load_weights
+    from .networks.checkpoints import load_weights
     from .workflows.restoration import resolve_items
 
     torch.manual_seed(seed)

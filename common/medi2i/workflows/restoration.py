@@ -30,7 +30,7 @@ from ..data.slices import as_slab
 from ..errors import InputError, check_file, exit_on_input_error, require
 from ..metrics.restoration import FIDELITY, FeatureMetrics, accutance
 from ..viz import comparison_panel
-from .checkpoints import load_weights
+from ..networks.checkpoints import load_weights
 from .tables import write_tables
 
 OUTPUT_KEYS = ("condition", "target", "mask")
