@@ -14,6 +14,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 from monai.bundle import ConfigParser, ConfigWorkflow
+from monai.data import MetaTensor
 from monai.networks.schedulers import DDPMScheduler
 from monai.transforms import LoadImage
 
@@ -21,7 +22,7 @@ from conftest import ROOT, shared
 from medi2i.data import DownUpSampled, GaussianSaltPepperNoised, InpaintingMaskd, build_image_datalist, find_radiographs, find_volumes, load_image
 from medi2i.data.degradations import downsampled_size
 from medi2i.diffusion import ConditionalDiffusionInferer, ConditionalSampler, GaussianConditionalEpsilon
-from medi2i.recipes import load_recipe, run_recipe
+from medi2i.recipes import load_recipe
 from medi2i.workflows import BiharmonicFill, NearestFill
 
 BUNDLES = {name: os.path.join(ROOT, "bundles", name) for name in
@@ -140,10 +141,10 @@ def test_nih_and_kermany_radiograph_layouts(tmp_path):
 # --- the bundles through monai.bundle ------------------------------------------------------------------------
 
 @pytest.fixture(scope="session", params=list(BUNDLES))
-def tiny_cddpm_run(request, tmp_path_factory):
-    """Each bundle's tiny recipe: phantoms -> train -> infer (DDIM) -> evaluate."""
+def tiny_cddpm_run(request, tiny_run):
+    """Each bundle's tiny recipe: phantoms -> train -> infer (DDIM) -> evaluate (shared with test_collection)."""
     bundle = BUNDLES[request.param]
-    return {"bundle": bundle, "name": request.param, **run_recipe(bundle, str(tmp_path_factory.mktemp(request.param)), tiny=True)}
+    return {"bundle": bundle, "name": request.param, **tiny_run(bundle)}
 
 
 def _tiny_overrides(run, **extra):
@@ -180,20 +181,58 @@ def test_inpainting_output_keeps_the_known_pixels(tiny_cddpm_run):
         assert np.allclose(load("output.nii.gz")[..., 0][known], load("target.nii.gz")[..., 0][known], atol=1e-5)
 
 
-def test_monai_label_contract(tiny_cddpm_run):
-    bundle = tiny_cddpm_run["bundle"]
-    _, recipe = load_recipe(bundle)
+def _label_task(run):
+    """``(preprocessing, inferer, postprocessing, network)`` of inference.json, as MONAI Label builds them."""
     parser = ConfigParser()
-    parser.read_config([os.path.join(bundle, "configs", "inference.json"), os.path.join(bundle, "configs", "demo.json")])
-    parser.update(_tiny_overrides(tiny_cddpm_run))
+    parser.read_config([os.path.join(run["bundle"], "configs", "inference.json"), os.path.join(run["bundle"], "configs", "demo.json")])
+    parser.update(_tiny_overrides(run))
     parser.parse()
     network = parser.get_parsed_content("network_def")
-    network.load_state_dict(torch.load(os.path.join(tiny_cddpm_run["ckpt_dir"], "model.pt"), weights_only=True))
+    network.load_state_dict(torch.load(os.path.join(run["ckpt_dir"], "model.pt"), weights_only=True))
+    network.eval()
+    return (*(parser.get_parsed_content(k) for k in ("preprocessing", "inferer", "postprocessing")), network)
+
+
+def _label_infer(run, item: dict) -> dict:
+    preprocessing, inferer, postprocessing, network = _label_task(run)
+    data = preprocessing(item)
+    data["pred"] = inferer(data["image"][None], network)[0]
+    return postprocessing(data)
+
+
+def test_monai_label_contract(tiny_cddpm_run):
+    _, recipe = load_recipe(tiny_cddpm_run["bundle"])
     sample = sorted(glob.glob(os.path.join(tiny_cddpm_run["dataset_dir"], recipe["tiny"]["sample_image"])))[0]
-    data = parser.get_parsed_content("preprocessing")({"image": sample})
-    pred = parser.get_parsed_content("inferer")(data["image"][None], network)
-    out = parser.get_parsed_content("postprocessing")({"pred": pred[0]})["pred"]
-    assert out.shape == (1, 32, 32) and 0 <= out.min() and out.max() <= 1
+    out = _label_infer(tiny_cddpm_run, {"image": sample})["pred"]
+    source = LoadImage(image_only=True, ensure_channel_first=True)(sample)
+    assert isinstance(out, MetaTensor) and out.shape == source.shape and torch.allclose(out.affine, source.affine)
+    assert source.min() - 1e-5 <= out.min() and out.max() <= source.max() + 1e-5  # the input's intensity units
+
+
+def test_monai_label_output_on_the_input_grid(tiny_cddpm_run, tmp_path):
+    """A 50x40 input with its own affine and intensities comes back on that grid; inpainting takes a hole mask file
+    of the image's size (non-zero = hole), keeps every other pixel, and rejects a mask of another size."""
+    affine = np.array([[0.7, 0, 0, -10], [0, 0.6, 0, 5], [0, 0, 3, 2], [0, 0, 0, 1.0]])
+    image = np.random.default_rng(0).uniform(100, 900, (50, 40, 1)).astype(np.float32)
+    nib.save(nib.Nifti1Image(image, affine), tmp_path / "image.nii.gz")
+    item = {"image": str(tmp_path / "image.nii.gz")}
+    if "inpainting" in tiny_cddpm_run["name"]:
+        mask = np.zeros_like(image)
+        mask[10:20, 5:25] = 1
+        nib.save(nib.Nifti1Image(mask, affine), tmp_path / "mask.nii.gz")
+        nib.save(nib.Nifti1Image(mask[:30], affine), tmp_path / "small_mask.nii.gz")
+        item["mask"] = str(tmp_path / "mask.nii.gz")
+    out = _label_infer(tiny_cddpm_run, item)["pred"]
+    assert out.shape == (1, 50, 40, 1) and np.allclose(out.affine.numpy(), affine, atol=1e-6)
+    assert 100 <= out.min() and out.max() <= 900
+    if "inpainting" in tiny_cddpm_run["name"]:
+        known = torch.from_numpy(mask[None] == 0)
+        assert torch.allclose(out[known], torch.from_numpy(image[None])[known]) and not torch.allclose(out[~known], torch.from_numpy(image[None])[~known])
+        from medi2i import InputError
+
+        with pytest.raises(RuntimeError) as err:  # MONAI's Compose wraps the one-line InputError
+            _label_task(tiny_cddpm_run)[0]({**item, "mask": str(tmp_path / "small_mask.nii.gz")})
+        assert isinstance(err.value.__cause__, InputError) and "mask is (30, 40)" in str(err.value.__cause__)
 
 
 def test_workflow_properties(tiny_cddpm_run):

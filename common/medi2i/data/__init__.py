@@ -20,3 +20,6 @@ from .phantoms2d import make_chest_phantom, make_pelvis_phantom, phantom_datalis
 
 __all__ += ["DownUpSampled", "GaussianSaltPepperNoised", "InpaintingMaskd", "Normalised", "build_image_datalist",
             "find_radiographs", "find_volumes", "load_image", "make_chest_phantom", "make_pelvis_phantom", "phantom_datalist"]
+from .restore2d import Restored  # noqa: E402
+
+__all__ += ["Restored"]

@@ -129,30 +129,69 @@ def image_slices(image: torch.Tensor, image_size: int, min_std: float = 0.0):
 
 class Normalised(MapTransform):
     """Dictionary transform for inputs given one by one: single grey channel, resized to ``image_size``, scaled to
-    [-1, 1] (patient-wise = per image here) unless the item is flagged ``normalised`` (datalist slices are)."""
+    [-1, 1] (patient-wise = per image here) unless the item is flagged ``normalised`` (datalist slices are).
 
-    def __init__(self, keys="image", image_size: int = 128, percentiles=(0.0, 100.0), flag_key: str = "normalised"):
+    ``upsize_mode``: interpolation when the image is smaller than ``image_size`` ("area" shrinks). With
+    ``source_key`` the input as loaded (values, affine, shape) and the intensities mapped to -1 and 1 are kept under
+    ``<source_key>`` for :class:`~medi2i.data.Restored`. A mask under ``mask_key`` (a user's hole mask) must have the
+    image's in-plane size; it is binarised (non-zero = 1) and resized with the image (nearest neighbour).
+    """
+
+    def __init__(self, keys="image", image_size: int = 128, percentiles=(0.0, 100.0), flag_key: str = "normalised",
+                 upsize_mode: str = "area", source_key: str | None = None, mask_key: str | None = None):
         super().__init__(keys)
         self.image_size, self.percentiles, self.flag_key = int(image_size), percentiles, flag_key
+        self.upsize_mode, self.source_key, self.mask_key = upsize_mode, source_key, mask_key
+
+    def _resize(self, image: torch.Tensor, mode: str) -> torch.Tensor:
+        if tuple(image.shape[1:]) == (self.image_size,) * 2:
+            return image
+        return Resize((self.image_size, self.image_size), mode=mode)(image)
 
     def __call__(self, data):
         d = dict(data)
         for key in self.key_iterator(d):
-            image = d[key]
-            where = getattr(image, "meta", {}).get("filename_or_obj", key)
-            if image.ndim == 4:
-                require(image.shape[-1] == 1, where, f"expected a 2D image or one slice, got shape {tuple(image.shape[1:])}")
-                image = image[..., 0]
-            if image.shape[0] in (3, 4):
-                image = image[:3].mean(0, keepdim=True)
-            require(image.ndim == 3 and image.shape[0] == 1, where, f"expected a single-channel 2D image, got shape {tuple(image.shape)}")
+            loaded = d[key]
+            where = getattr(loaded, "meta", {}).get("filename_or_obj", key)
+            image = _single_2d(loaded, where)
             check_finite(image, where)
-            if tuple(image.shape[1:]) != (self.image_size,) * 2:
-                image = Resize((self.image_size, self.image_size), mode="area")(image)
+            shape = tuple(image.shape[1:])
+            up = min(shape) < self.image_size and self.upsize_mode != "area"
+            image = self._resize(image.float(), self.upsize_mode if up else "area")
+            lo, hi = (-1.0, 1.0) if d.get(self.flag_key) else _percentile_range(image, self.percentiles)
             if not d.get(self.flag_key):
-                image = normalise(image.float(), self.percentiles)
+                image = normalise(image, self.percentiles)
             d[key] = image.float()
+            if self.source_key:
+                d[self.source_key] = {"image": torch.as_tensor(_single_2d(loaded, where)).float(), "ndim": loaded.ndim,
+                                      "affine": getattr(loaded, "affine", torch.eye(4, dtype=torch.float64)).clone(),
+                                      "range": (lo, hi)}
+            if self.mask_key and d.get(self.mask_key) is not None:
+                mask = _single_2d(torch.as_tensor(d[self.mask_key]), self.mask_key)
+                require(tuple(mask.shape[1:]) == shape, self.mask_key,
+                        f"mask is {tuple(mask.shape[1:])}, image {where} is {shape}")
+                mask = (mask != 0).float()
+                if self.source_key:
+                    d[self.source_key]["mask"] = mask
+                d[self.mask_key] = self._resize(mask, "nearest")
         return d
+
+
+def _single_2d(image: torch.Tensor, where) -> torch.Tensor:
+    """``(C, H, W)`` or a one-slice ``(C, H, W, 1)`` as a single grey channel ``(1, H, W)`` (RGB averaged)."""
+    if image.ndim == 4:
+        require(image.shape[-1] == 1, where, f"expected a 2D image or one slice, got shape {tuple(image.shape[1:])}")
+        image = image[..., 0]
+    if image.shape[0] in (3, 4):
+        image = image[:3].mean(0, keepdim=True)
+    require(image.ndim == 3 and image.shape[0] == 1, where, f"expected a single-channel 2D image, got shape {tuple(image.shape)}")
+    return image
+
+
+def _percentile_range(image: torch.Tensor, percentiles) -> tuple[float, float]:
+    """The intensities :func:`normalise` maps to -1 and 1."""
+    values = np.percentile(torch.as_tensor(image).detach().cpu().numpy(), list(percentiles))
+    return float(values[0]), float(values[1])
 
 
 def build_image_datalist(dataset_dir: str, output_dir: str, kind: str = "volumes", image_size: int = 128,
