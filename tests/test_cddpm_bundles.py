@@ -286,15 +286,16 @@ def test_mask_not_matching_the_image_is_rejected():
 # --- behaviour: super-resolution beats bicubic after a short training -----------------------------------------
 
 SR = BUNDLES["prostate_mri_super_resolution_cddpm"]
-#: sampler of the behaviour test (inference.json keys): see "Performance" in the SR bundle's docs for every sampler
-SR_TEST_SAMPLER = {"sampling_method": "ddim", "ddim_steps": 50}
+#: sampler of the behaviour test (the demo overlay's): stochastic DDIM (eta = 1), 50 steps; "Performance" in the SR
+#: docs has every sampler on the same slices (deterministic DDIM fails on some noise draws with these weights)
+SR_TEST_SAMPLER = {"sampling_method": "ddim", "ddim_steps": 50, "ddim_eta": 1.0}
 
 
 def test_super_resolution_beats_bicubic_on_held_out_phantoms(tmp_path):
     """The demo weights (the demo recipe's short CPU training on phantoms of seed 0) restore held-out phantoms of
     another seed better than bicubic interpolation of the same low-resolution slices: higher mean PSNR."""
     from medi2i.data import load_section, phantom_datalist
-    from medi2i.metrics.restoration import psnr
+    from medi2i.metrics.restoration import psnr, ssim
     from medi2i.workflows import Interpolation
 
     _, recipe = load_recipe(SR)
@@ -308,7 +309,8 @@ def test_super_resolution_beats_bicubic_on_held_out_phantoms(tmp_path):
     parser.read_config([os.path.join(SR, "configs", n) for n in ("inference.json", "demo.json")])
     parser.update({"dataset_dir": dataset_dir, **SR_TEST_SAMPLER})
     degrade = parser.get_parsed_content("test_preprocessing")  # the bundle's seeded x -> y
-    pairs = [degrade(item) for item in load_section(os.path.join(dataset_dir, "datalist.json"), "training")]
+    items = load_section(os.path.join(dataset_dir, "datalist.json"), "training")[::4]  # 8 of the 32 slices
+    pairs = [degrade(item) for item in items]
     y = torch.stack([torch.as_tensor(p["condition"]) for p in pairs]).float()
     x = torch.stack([torch.as_tensor(p["target"]) for p in pairs]).float()
     network = parser.get_parsed_content("network_def")
@@ -316,4 +318,5 @@ def test_super_resolution_beats_bicubic_on_held_out_phantoms(tmp_path):
     restored = parser.get_parsed_content("inferer")(y, network.eval())
     bicubic = Interpolation(parser.get_parsed_content("sr_factor"), "bicubic")(y, x)
     gain = psnr(restored, x) - psnr(bicubic, x)
-    assert len(pairs) >= 8 and gain.mean() > 0.5, f"PSNR gain over bicubic per slice: {gain.tolist()}"
+    assert len(pairs) == 8 and (gain > 0).all() and gain.mean() > 3.0, f"PSNR gain over bicubic per slice: {gain.tolist()}"
+    assert ssim(restored, x).mean() > ssim(bicubic, x).mean()
