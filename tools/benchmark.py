@@ -23,8 +23,8 @@ def main(bundle: str, size: str = "demo", device: str = "cpu", strides=(10,), ba
          checkpoint: str = None, overrides: dict = None, num_images: int = 4):
     """Every combination of ``strides`` x ``batch_sizes`` x ``amp``, or the ``variants`` listed as
     ``[[stride, batch, amp], ...]``; rows are printed as they are measured. ``--sampling``: conditional (Med-cDiff)
-    bundles, seconds per image and PSNR for ``variants`` ``[[method, steps], ...]`` (default ancestral 2000, DDIM
-    50/100/250) with the weights in ``--checkpoint`` on the first ``--num_images`` test slices."""
+    bundles, seconds per image and PSNR for ``variants`` ``[[method, steps(, eta)], ...]`` (default ancestral 2000,
+    DDIM 50/100/250 with eta 0 and 1) with the weights in ``--checkpoint`` on the first ``--num_images`` test slices."""
     if sampling:
         rows = benchmark_conditional_sampling(bundle, checkpoint, ("demo.json",) if size == "demo" else (), overrides,
                                               device, variants or SAMPLING_VARIANTS, num_images,

@@ -80,14 +80,16 @@ def benchmark_translation(bundle_dir: str, overlays=("demo.json",), overrides: d
     return rows
 
 
-#: (method, steps) compared by default: the paper's 2000-step ancestral sampler and DDIM 50/100/250
-SAMPLING_VARIANTS = (("ancestral", 2000), ("ddim", 50), ("ddim", 100), ("ddim", 250))
+#: (method, steps[, eta]) compared by default: the paper's 2000-step ancestral sampler and DDIM 50/100/250,
+#: deterministic (eta = 0) and stochastic (eta = 1)
+SAMPLING_VARIANTS = (("ancestral", 2000), ("ddim", 50), ("ddim", 100), ("ddim", 250),
+                     ("ddim", 50, 1.0), ("ddim", 100, 1.0), ("ddim", 250, 1.0))
 
 
 def benchmark_conditional_sampling(bundle_dir: str, checkpoint: str | None = None, overlays=("demo.json",),
                                    overrides: dict | None = None, device: str = "cpu", variants=SAMPLING_VARIANTS,
                                    num_images: int = 4, seed: int = 0, on_row=None) -> list[dict]:
-    """Med-cDiff bundles: seconds per image and PSNR against the target for each (method, steps) variant.
+    """Med-cDiff bundles: seconds per image and PSNR against the target for each (method, steps[, DDIM eta]) variant.
 
     Conditions and targets are the first ``num_images`` test slices of the bundle's datalist (``dataset_dir``
     override), degraded by the bundle's seeded degradation. PSNR needs trained weights (``checkpoint``); with
@@ -109,8 +111,9 @@ def benchmark_conditional_sampling(bundle_dir: str, checkpoint: str | None = Non
     y = torch.stack([torch.as_tensor(d["condition"]).float() for d in data]).to(dev)
     target = torch.stack([torch.as_tensor(d["target"]).float() for d in data]).to(dev)
     rows = []
-    for method, steps in variants:
-        sampler = ConditionalSampler(parser.get_parsed_content("scheduler"), method, steps,
+    for variant in variants:
+        method, steps, eta = (*variant, 0.0)[:3]
+        sampler = ConditionalSampler(parser.get_parsed_content("scheduler"), method, steps, eta,
                                      out_channels=int(parser.get_parsed_content("image_channels")),
                                      clip_denoised=bool(parser.get_parsed_content("clip_denoised")))
         inferer = ConditionalDiffusionInferer(sampler, bool(parser.get_parsed_content("keep_known")), seed)
@@ -119,6 +122,7 @@ def benchmark_conditional_sampling(bundle_dir: str, checkpoint: str | None = Non
         if dev.type == "cuda":
             torch.cuda.synchronize()
         rows.append({"bundle": os.path.basename(os.path.normpath(bundle_dir)), "method": method, "steps": sampler.steps,
+                     "eta": eta if method == "ddim" else "",
                      "images": len(data), "image_size": int(y.shape[-1]),
                      "device": torch.cuda.get_device_name(dev) if dev.type == "cuda" else f"cpu ({torch.get_num_threads()} threads)",
                      "seconds_per_image": round((time.perf_counter() - start) / len(data), 3),
