@@ -11,3 +11,4 @@ __all__ = [
     "IXI_CONTRASTS", "find_ixi_subjects", "make_phantom", "write_phantom_dataset", "ScaleBrainIntensity", "ScaleBrainIntensityd", "axial_slice",
     "iter_slices", "relative_tumour_size",
 ]
+from . import multimodal  # noqa: E402  (paired multi-modal volumes)

@@ -6,3 +6,4 @@ from .guidance import RegressionGuidance, freeze
 from .inferer import GuidedTranslationInferer
 
 __all__ = ["DDIMSampler", "GuidedTranslationInferer", "Guidance", "RegressionGuidance", "freeze", "GaussianEpsilon", "GaussianPosteriorMeanRegressor"]
+from .latent_translation import ConcatConditionDenoiser, LatentTranslationInferer  # noqa: E402

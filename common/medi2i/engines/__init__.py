@@ -6,3 +6,4 @@ from .prepare_batch import HybridPrepareBatch, NoisyImagePrepareBatch
 
 __all__ = ["HybridDiffusionLoss", "HybridPrepareBatch", "NoisyImagePrepareBatch", "ProgressBar", "ResumableCheckpoint",
            "latest_checkpoint", "split_prediction"]
+from . import aldm  # noqa: E402  (ALDM stages: VQ-GAN, MS-SPADE, latent diffusion)

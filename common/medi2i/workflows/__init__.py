@@ -6,3 +6,4 @@ from .scores import MeasuredTumourSize, RegressorScore
 from .translate import GuidedTranslation, growth_targets
 
 __all__ = ["GrowthEvaluation", "GuidedTranslation", "growth_targets", "load_weights", "MeasuredTumourSize", "RegressorScore"]
+from .multimodal_translation import MultiModalEvaluation, VolumeTranslation  # noqa: E402
