@@ -45,3 +45,198 @@ def test_ms_spade_paper_size():
     assert len(net.res_blocks) == 2 and len(net.spade_blocks) == 4
     assert [b.conv2.out_channels for b in net.spade_blocks] == [256, 256, 256, 128]
     assert len(net.spade_blocks[0].norm1.gamma) == 4 and net.out.out_channels == 3
+
+
+# ---- losses ------------------------------------------------------------------------------------------------
+
+def test_cycle_losses_are_zero_for_an_identity_pair_and_positive_otherwise():
+    from medi2i.engines.aldm import autoencoder_cycle_loss, spade_cycle_loss
+
+    x = torch.rand(2, 1, 8, 8, 8)
+    identity_autoencoder = lambda v: (v, torch.zeros(()))  # noqa: E731
+    assert autoencoder_cycle_loss(identity_autoencoder, x, x) == 0
+    assert autoencoder_cycle_loss(lambda v: (0.5 * v, torch.zeros(())), x, x) > 0
+    z, labels = torch.randn(2, 3, 4, 4, 4), torch.tensor([0, 1])
+    assert spade_cycle_loss(lambda v, target: v, z, labels, z) == 0
+    assert spade_cycle_loss(MSSPADENetwork(**TINY_SPADE), z, labels, z) > 0
+
+
+def test_perceptual_loss_is_off_without_local_weights(caplog, tmp_path):
+    from medi2i import InputError
+    from medi2i.engines.aldm import perceptual_loss
+
+    with caplog.at_level("INFO"):
+        assert perceptual_loss(None) is None
+    assert "perceptual loss off" in caplog.text
+    with pytest.raises(InputError, match="perceptual loss weights not found"):
+        perceptual_loss(str(tmp_path / "resnet50.pth"))
+
+
+# ---- the bundle through monai.bundle -----------------------------------------------------------------------
+
+import json  # noqa: E402
+import os  # noqa: E402
+import subprocess  # noqa: E402
+import sys  # noqa: E402
+
+import nibabel as nib  # noqa: E402
+import numpy as np  # noqa: E402
+from monai.bundle import ConfigParser  # noqa: E402
+
+from conftest import ROOT, shared  # noqa: E402
+from medi2i.data.multimodal import load_multimodal, multimodal_cases  # noqa: E402
+from medi2i.recipes import load_recipe, run_recipe, run_step  # noqa: E402
+
+BUNDLE = os.path.join(ROOT, "bundles", "brats_mri_multimodal_translation_ldm3d")
+CONFIGS = os.path.join(BUNDLE, "configs")
+
+
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory):
+    """Phantom volumes -> stage 1 -> stage 2 -> stage 3 -> inference -> evaluation at tiny size."""
+    return run_recipe(BUNDLE, str(tmp_path_factory.mktemp("aldm_tiny")), tiny=True)
+
+
+def _tiny(run, **extra):
+    _, recipe = load_recipe(BUNDLE)
+    return {**recipe["tiny"]["overrides"], "bundle_root": run["output_dir"], "dataset_dir": run["dataset_dir"],
+            "ckpt_dir": run["ckpt_dir"], **extra}
+
+
+def test_tiny_stage1_to_evaluate(tiny_run):
+    out = tiny_run["output_dir"]
+    for path in ("models/autoencoder.pt", "models/spade.pt", "models/diffusion.pt", "runs/autoencoder/checkpoint_final.pt",
+                 "runs/spade/checkpoint_final.pt", "runs/diffusion/checkpoint_final.pt"):
+        assert os.path.isfile(os.path.join(out, path)), path
+    test_cases = json.load(open(os.path.join(tiny_run["dataset_dir"], "datalist.json")))["test"]
+    for case in test_cases:
+        folder = os.path.join(out, "outputs", case["case"])
+        assert {"t2.nii.gz", "flair.nii.gz", "panel.png"} <= set(os.listdir(folder))
+        source = nib.load(os.path.join(tiny_run["dataset_dir"], case["image"][0]))
+        written = nib.load(os.path.join(folder, "t2.nii.gz"))
+        assert written.shape[:3] == source.shape and np.allclose(written.affine, source.affine)
+    rows = json.load(open(os.path.join(out, "eval", "metrics.json")))["rows"]
+    keys = {(r["method"], r["source"], r["target"]) for r in rows}
+    assert keys == {(m, s, t) for m in ("aldm", "spade_only", "identity") for s in ("t1", "t2") for t in ("t2", "flair")}
+    identity = {(r["source"], r["target"]): r for r in rows if r["method"] == "identity"}
+    assert identity[("t2", "t2")]["nmse"] == 0 and identity[("t2", "t2")]["ssim"] == pytest.approx(1.0)
+    assert 0 < identity[("t1", "t2")]["ssim"] < 1 and identity[("t1", "t2")]["nmse"] > 0
+    assert all(np.isfinite([r["psnr"], r["nmse"], r["ssim"]]).all() for r in rows)
+    assert "## aldm" in open(os.path.join(out, "eval", "matrix.md")).read()
+
+
+def test_output_keeps_the_source_shape_and_affine(tiny_run, tmp_path):
+    """A non-cubic, oblique single-modality file larger than the network grid on two sides comes back whole."""
+    affine = np.array([[0.9, 0.1, 0, -40], [0, 1.1, 0, 20], [0.05, 0, 1.2, 7], [0, 0, 0, 1]])
+    volume = np.zeros((40, 30, 36), np.float32)
+    volume[5:35, 4:26, 6:30] = np.random.default_rng(0).uniform(100, 900, (30, 22, 24))
+    nib.save(nib.Nifti1Image(volume, affine), str(tmp_path / "subject_t1.nii.gz"))
+    run_step(BUNDLE, "inference.json", _tiny(tiny_run, inputs=str(tmp_path / "subject_t1.nii.gz"), output_dir=str(tmp_path / "out"),
+                                            targets=["t1ce", "t2", "flair"]))
+    for target in ("t1ce", "t2", "flair"):
+        written = nib.load(str(tmp_path / "out" / "subject_t1" / f"{target}.nii.gz"))
+        assert written.shape[:3] == (40, 30, 36) and np.allclose(written.affine, affine, atol=1e-5)
+        assert (np.asarray(written.dataobj)[:2] == 0).all()  # outside the cropped foreground: restored as background
+    assert os.path.isfile(tmp_path / "out" / "subject_t1" / "panel.png")
+
+
+def test_real_brats_case_round_trips_through_the_tiny_model(tiny_run, tmp_path):
+    case = shared("brats2018", "Brats18_TCIA01_201_1")
+    run_step(BUNDLE, "inference.json", _tiny(tiny_run, inputs=case, output_dir=str(tmp_path / "out"), targets=["t2"]))
+    source = nib.load(os.path.join(case, "Brats18_TCIA01_201_1_t1.nii.gz"))
+    written = nib.load(str(tmp_path / "out" / "Brats18_TCIA01_201_1" / "t2.nii.gz"))
+    assert written.shape[:3] == source.shape == (240, 240, 155) and np.allclose(written.affine, source.affine)
+
+
+def test_real_data_readers():
+    for folder, modalities in (("brats2018", ["t1", "t1ce", "t2", "flair"]), ("brats2023", ["t2", "flair"])):
+        (case,) = multimodal_cases(shared(folder), modalities)
+        volume = load_multimodal(case["image"])
+        assert volume.shape == (len(modalities), 240, 240, 155) and volume.amax(dim=(1, 2, 3)).min() > 0
+    (subject,) = multimodal_cases(shared("ixi_thickslice"), ["T1", "T2", "PD"])
+    ixi = load_multimodal(subject["image"])  # T2 and PD resampled onto T1's grid through their affines
+    t1 = nib.load(subject["image"][0])
+    assert ixi.shape == (3, *t1.shape) and np.allclose(ixi.affine.numpy(), t1.affine, atol=1e-4)
+    assert all(float(ixi[c].std()) > 0 for c in range(3))
+
+
+# ---- bad input: one line on stderr, exit status 2, nothing written -------------------------------------------
+
+def _expect_error(capsys, overrides, message, config="inference.json"):
+    with pytest.raises(SystemExit) as exit_info:
+        run_step(BUNDLE, config, overrides)
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err[-1].startswith("error: ") and message in err[-1], err[-1]
+
+
+def test_bad_input(capsys, tiny_run, tmp_path):
+    args = _tiny(tiny_run, output_dir=str(tmp_path / "out"))
+    case = os.path.join(tiny_run["dataset_dir"], "Phantom_000")
+    _expect_error(capsys, {**args, "inputs": case, "targets": ["t2", "pd"]}, "targets: unknown modality 'pd' (this model knows t1, t1ce, t2, flair)")
+    _expect_error(capsys, {**args, "inputs": case, "source": "t2", "targets": ["t2"]}, "targets: target 't2' is the source modality")
+    nib.save(nib.Nifti1Image(np.ones((32, 32, 2), np.float32), np.eye(4)), str(tmp_path / "thin.nii.gz"))
+    _expect_error(capsys, {**args, "inputs": str(tmp_path / "thin.nii.gz")},
+                  "thin.nii.gz: volume 32x32x2 is smaller than the network's downsampling factor 4 along a side")
+    nib.save(nib.Nifti1Image(np.ones((32, 32, 32, 2), np.float32), np.eye(4)), str(tmp_path / "two.nii.gz"))
+    _expect_error(capsys, {**args, "inputs": str(tmp_path / "two.nii.gz")}, "two.nii.gz: expected 1 channel per modality file, found 2")
+    _expect_error(capsys, {**args, "inputs": case, "ckpt_dir": str(tmp_path / "none")}, "autoencoder.pt: autoencoder checkpoint not found")
+    assert not os.path.exists(tmp_path / "out")
+
+
+def test_existing_outputs_are_not_overwritten(capsys, tiny_run, tmp_path):
+    target = tmp_path / "out" / "Phantom_000"
+    target.mkdir(parents=True)
+    (target / "keep.txt").write_text("user data")
+    case = os.path.join(tiny_run["dataset_dir"], "Phantom_000")
+    _expect_error(capsys, _tiny(tiny_run, inputs=case, output_dir=str(tmp_path / "out")), "output folder exists and is not empty")
+    assert os.listdir(target) == ["keep.txt"]
+
+
+def test_command_line_error_is_one_line_with_nonzero_exit(tmp_path):
+    configs = [os.path.join(CONFIGS, "inference.json"), os.path.join(CONFIGS, "demo.json")]  # demo sizes: quicker to build
+    args = [sys.executable, "-m", "monai.bundle", "run", "--config_file", repr(configs),
+            "--meta_file", os.path.join(CONFIGS, "metadata.json"), "--bundle_root", str(tmp_path),
+            "--targets", "['dwi']", "--output_dir", str(tmp_path / "out")]
+    proc = subprocess.run(args, capture_output=True, text=True, cwd=ROOT, timeout=300)
+    assert proc.returncode == 2
+    assert proc.stderr.strip().splitlines()[-1] == "error: targets: unknown modality 'dwi' (this model knows t1, t1ce, t2, flair)"
+    assert "Traceback" not in proc.stderr and not os.path.exists(tmp_path / "out")
+
+
+# ---- configs --------------------------------------------------------------------------------------------------
+
+def _parser(config, **overrides):
+    parser = ConfigParser()
+    parser.read_config(os.path.join(CONFIGS, config))
+    parser.update(overrides)
+    parser.parse()
+    return parser
+
+
+def test_paper_defaults():
+    for config in ("train_autoencoder.json", "train_spade.json", "train_diffusion.json", "inference.json", "evaluate.json"):
+        p = _parser(config)
+        assert p.get_parsed_content("roi_size") == [192, 192, 144] and p.get_parsed_content("downsample_factor") == 4
+        assert p.get_parsed_content("embedding_dim") == 3 and p.get_parsed_content("num_embeddings") == 8192
+    p = _parser("train_diffusion.json")
+    scheduler = p.get_parsed_content("scheduler")
+    assert scheduler.num_train_timesteps == 1000
+    assert float(scheduler.betas[0]) == pytest.approx(0.0015) and float(scheduler.betas[-1]) == pytest.approx(0.0195)
+    assert p.get_parsed_content("learning_rate") == 2e-6 and p["optimizer"]["_target_"] == "torch.optim.AdamW"
+    unet = p["network_def"]
+    assert unet["with_conditioning"] is True and p.get_parsed_content("network_def#cross_attention_dim") == 4
+    assert p.get_parsed_content("unet_channels") == [128, 256, 512]
+
+
+def test_configs_describe_the_same_networks():
+    _, recipe = load_recipe(BUNDLE)
+    small = recipe["tiny"]["overrides"]
+    keys = {"autoencoder": [("train_autoencoder.json", "network_def"), ("train_spade.json", "autoencoder_def"),
+                            ("train_diffusion.json", "autoencoder_def"), ("inference.json", "autoencoder_def"), ("evaluate.json", "autoencoder_def")],
+            "spade": [("train_spade.json", "network_def"), ("train_diffusion.json", "spade_def"), ("inference.json", "spade_def"),
+                      ("evaluate.json", "spade_def")],
+            "unet": [("train_diffusion.json", "network_def"), ("inference.json", "network_def"), ("evaluate.json", "network_def")]}
+    for name, places in keys.items():
+        shapes = [{k: v.shape for k, v in _parser(c, **small).get_parsed_content(key).state_dict().items()} for c, key in places]
+        assert all(s == shapes[0] for s in shapes[1:]), name

@@ -30,7 +30,7 @@ from ..data.multimodal import multimodal_cases
 from ..errors import InputError, exit_on_input_error, require
 from ..metrics.volume import volume_metrics
 from ..viz.volumes import volume_views_panel
-from .checkpoints import load_weights
+from .checkpoints import load_weights, refuse_existing_and_load
 from .tables import markdown_table, write_tables
 
 
@@ -123,12 +123,7 @@ class VolumeTranslation:
     def run(self) -> list[dict]:
         source, targets = self.check_settings()
         cases = resolve_volume_cases(self.inputs, self.modalities, self.section)
-        for case in cases:
-            folder = os.path.join(self.output_dir, case["name"])
-            require(self.overwrite or not (os.path.isdir(folder) and os.listdir(folder)), folder,
-                    "output folder exists and is not empty (set overwrite=true to replace it)")
-        for module, path, what in self.checkpoints:
-            load_weights(module, path, what, map_location=self.device)
+        refuse_existing_and_load(self.output_dir, [c["name"] for c in cases], self.overwrite, self.checkpoints, self.device)
         with tqdm(cases, desc="loading", unit="case") as bar:
             prepared = [_prepare(self.preprocessing, case) for case in bar]
         rows: list[dict] = []
@@ -195,8 +190,7 @@ class MultiModalEvaluation:
         targets = [modality_index(self.modalities, t, "targets") for t in self.targets]
         cases = [c for c in resolve_volume_cases(self.inputs, self.modalities, self.section) if not c.get("single")]
         require(len(cases) > 0, "inputs", "evaluation needs multi-modal cases (ground truth for every target)")
-        for module, path, what in self.checkpoints:
-            load_weights(module, path, what, map_location=self.device)
+        refuse_existing_and_load(self.output_dir, [], True, self.checkpoints, self.device)
         prepared = [_prepare(self.preprocessing, case) for case in tqdm(cases, desc="loading", unit="case")]
         per_case = []
         for method in self.methods:
