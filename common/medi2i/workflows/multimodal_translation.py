@@ -30,7 +30,7 @@ from ..data.multimodal import multimodal_cases
 from ..errors import InputError, exit_on_input_error, require
 from ..metrics.volume import volume_metrics
 from ..viz.volumes import volume_views_panel
-from .checkpoints import load_weights, refuse_existing_and_load
+from ..networks.checkpoints import load_weights, refuse_existing_and_load
 from .tables import markdown_table, write_tables
 
 
