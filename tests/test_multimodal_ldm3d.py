@@ -61,6 +61,23 @@ def test_cycle_losses_are_zero_for_an_identity_pair_and_positive_otherwise():
     assert spade_cycle_loss(MSSPADENetwork(**TINY_SPADE), z, labels, z) > 0
 
 
+def test_autoencoder_cycle_pass_trains_the_network_but_leaves_the_codebook():
+    from monai.networks.nets import VQVAE
+
+    from medi2i.engines.aldm import autoencoder_cycle_loss
+
+    vqvae = VQVAE(spatial_dims=3, in_channels=1, out_channels=1, channels=(4, 8), num_res_layers=1, num_res_channels=(4, 8),
+                  downsample_parameters=((2, 4, 1, 1), (1, 3, 1, 1)), upsample_parameters=((1, 3, 1, 1, 0), (2, 4, 1, 1, 0)),
+                  num_embeddings=8, embedding_dim=2).train()
+    x = torch.rand(1, 1, 8, 8, 8)
+    codebook = vqvae.quantizer.quantizer.embedding.weight.clone()
+    autoencoder_cycle_loss(vqvae, x, x).backward()
+    assert torch.equal(vqvae.quantizer.quantizer.embedding.weight, codebook) and vqvae.quantizer.training
+    assert vqvae.encoder.blocks[0].conv.weight.grad.abs().sum() > 0
+    vqvae(x)  # a plain training pass does move the EMA codebook
+    assert not torch.equal(vqvae.quantizer.quantizer.embedding.weight, codebook)
+
+
 def test_perceptual_loss_is_off_without_local_weights(caplog, tmp_path):
     from medi2i import InputError
     from medi2i.engines.aldm import perceptual_loss
@@ -83,18 +100,19 @@ import nibabel as nib  # noqa: E402
 import numpy as np  # noqa: E402
 from monai.bundle import ConfigParser  # noqa: E402
 
-from conftest import ROOT, shared  # noqa: E402
+from conftest import ROOT, expect_input_error, shared  # noqa: E402
 from medi2i.data.multimodal import load_multimodal, multimodal_cases  # noqa: E402
-from medi2i.recipes import load_recipe, run_recipe, run_step  # noqa: E402
+from medi2i.recipes import load_recipe, run_step  # noqa: E402
 
 BUNDLE = os.path.join(ROOT, "bundles", "brats_mri_multimodal_translation_ldm3d")
 CONFIGS = os.path.join(BUNDLE, "configs")
 
 
-@pytest.fixture(scope="module")
-def tiny_run(tmp_path_factory):
-    """Phantom volumes -> stage 1 -> stage 2 -> stage 3 -> inference -> evaluation at tiny size."""
-    return run_recipe(BUNDLE, str(tmp_path_factory.mktemp("aldm_tiny")), tiny=True)
+@pytest.fixture(scope="session")
+def aldm_run(tiny_run):
+    """Phantom volumes -> stage 1 -> stage 2 -> stage 3 -> inference -> evaluation at tiny size (shared with the
+    collection tests)."""
+    return tiny_run(BUNDLE)
 
 
 def _tiny(run, **extra):
@@ -103,16 +121,16 @@ def _tiny(run, **extra):
             "ckpt_dir": run["ckpt_dir"], **extra}
 
 
-def test_tiny_stage1_to_evaluate(tiny_run):
-    out = tiny_run["output_dir"]
-    for path in ("models/autoencoder.pt", "models/spade.pt", "models/diffusion.pt", "runs/autoencoder/checkpoint_final.pt",
+def test_tiny_stage1_to_evaluate(aldm_run):
+    out = aldm_run["output_dir"]
+    for path in ("models/autoencoder.pt", "models/spade.pt", "models/model.pt", "runs/autoencoder/checkpoint_final.pt",
                  "runs/spade/checkpoint_final.pt", "runs/diffusion/checkpoint_final.pt"):
         assert os.path.isfile(os.path.join(out, path)), path
-    test_cases = json.load(open(os.path.join(tiny_run["dataset_dir"], "datalist.json")))["test"]
+    test_cases = json.load(open(os.path.join(aldm_run["dataset_dir"], "datalist.json")))["test"]
     for case in test_cases:
         folder = os.path.join(out, "outputs", case["case"])
         assert {"t2.nii.gz", "flair.nii.gz", "panel.png"} <= set(os.listdir(folder))
-        source = nib.load(os.path.join(tiny_run["dataset_dir"], case["image"][0]))
+        source = nib.load(os.path.join(aldm_run["dataset_dir"], case["image"][0]))
         written = nib.load(os.path.join(folder, "t2.nii.gz"))
         assert written.shape[:3] == source.shape and np.allclose(written.affine, source.affine)
     rows = json.load(open(os.path.join(out, "eval", "metrics.json")))["rows"]
@@ -125,13 +143,13 @@ def test_tiny_stage1_to_evaluate(tiny_run):
     assert "## aldm" in open(os.path.join(out, "eval", "matrix.md")).read()
 
 
-def test_output_keeps_the_source_shape_and_affine(tiny_run, tmp_path):
+def test_output_keeps_the_source_shape_and_affine(aldm_run, tmp_path):
     """A non-cubic, oblique single-modality file larger than the network grid on two sides comes back whole."""
     affine = np.array([[0.9, 0.1, 0, -40], [0, 1.1, 0, 20], [0.05, 0, 1.2, 7], [0, 0, 0, 1]])
     volume = np.zeros((40, 30, 36), np.float32)
     volume[5:35, 4:26, 6:30] = np.random.default_rng(0).uniform(100, 900, (30, 22, 24))
     nib.save(nib.Nifti1Image(volume, affine), str(tmp_path / "subject_t1.nii.gz"))
-    run_step(BUNDLE, "inference.json", _tiny(tiny_run, inputs=str(tmp_path / "subject_t1.nii.gz"), output_dir=str(tmp_path / "out"),
+    run_step(BUNDLE, "inference.json", _tiny(aldm_run, inputs=str(tmp_path / "subject_t1.nii.gz"), output_dir=str(tmp_path / "out"),
                                             targets=["t1ce", "t2", "flair"]))
     for target in ("t1ce", "t2", "flair"):
         written = nib.load(str(tmp_path / "out" / "subject_t1" / f"{target}.nii.gz"))
@@ -140,9 +158,9 @@ def test_output_keeps_the_source_shape_and_affine(tiny_run, tmp_path):
     assert os.path.isfile(tmp_path / "out" / "subject_t1" / "panel.png")
 
 
-def test_real_brats_case_round_trips_through_the_tiny_model(tiny_run, tmp_path):
+def test_real_brats_case_round_trips_through_the_tiny_model(aldm_run, tmp_path):
     case = shared("brats2018", "Brats18_TCIA01_201_1")
-    run_step(BUNDLE, "inference.json", _tiny(tiny_run, inputs=case, output_dir=str(tmp_path / "out"), targets=["t2"]))
+    run_step(BUNDLE, "inference.json", _tiny(aldm_run, inputs=case, output_dir=str(tmp_path / "out"), targets=["t2"]))
     source = nib.load(os.path.join(case, "Brats18_TCIA01_201_1_t1.nii.gz"))
     written = nib.load(str(tmp_path / "out" / "Brats18_TCIA01_201_1" / "t2.nii.gz"))
     assert written.shape[:3] == source.shape == (240, 240, 155) and np.allclose(written.affine, source.affine)
@@ -163,16 +181,12 @@ def test_real_data_readers():
 # ---- bad input: one line on stderr, exit status 2, nothing written -------------------------------------------
 
 def _expect_error(capsys, overrides, message, config="inference.json"):
-    with pytest.raises(SystemExit) as exit_info:
-        run_step(BUNDLE, config, overrides)
-    assert exit_info.value.code == 2
-    err = capsys.readouterr().err.strip().splitlines()
-    assert err[-1].startswith("error: ") and message in err[-1], err[-1]
+    expect_input_error(capsys, BUNDLE, config, overrides, message)
 
 
-def test_bad_input(capsys, tiny_run, tmp_path):
-    args = _tiny(tiny_run, output_dir=str(tmp_path / "out"))
-    case = os.path.join(tiny_run["dataset_dir"], "Phantom_000")
+def test_bad_input(capsys, aldm_run, tmp_path):
+    args = _tiny(aldm_run, output_dir=str(tmp_path / "out"))
+    case = os.path.join(aldm_run["dataset_dir"], "Phantom_000")
     _expect_error(capsys, {**args, "inputs": case, "targets": ["t2", "pd"]}, "targets: unknown modality 'pd' (this model knows t1, t1ce, t2, flair)")
     _expect_error(capsys, {**args, "inputs": case, "source": "t2", "targets": ["t2"]}, "targets: target 't2' is the source modality")
     nib.save(nib.Nifti1Image(np.ones((32, 32, 2), np.float32), np.eye(4)), str(tmp_path / "thin.nii.gz"))
@@ -184,12 +198,12 @@ def test_bad_input(capsys, tiny_run, tmp_path):
     assert not os.path.exists(tmp_path / "out")
 
 
-def test_existing_outputs_are_not_overwritten(capsys, tiny_run, tmp_path):
+def test_existing_outputs_are_not_overwritten(capsys, aldm_run, tmp_path):
     target = tmp_path / "out" / "Phantom_000"
     target.mkdir(parents=True)
     (target / "keep.txt").write_text("user data")
-    case = os.path.join(tiny_run["dataset_dir"], "Phantom_000")
-    _expect_error(capsys, _tiny(tiny_run, inputs=case, output_dir=str(tmp_path / "out")), "output folder exists and is not empty")
+    case = os.path.join(aldm_run["dataset_dir"], "Phantom_000")
+    _expect_error(capsys, _tiny(aldm_run, inputs=case, output_dir=str(tmp_path / "out")), "output folder exists and is not empty")
     assert os.listdir(target) == ["keep.txt"]
 
 
@@ -242,23 +256,23 @@ def test_configs_describe_the_same_networks():
         assert all(s == shapes[0] for s in shapes[1:]), name
 
 
-def test_monai_workflow_properties(tiny_run):
+def test_monai_workflow_properties(aldm_run):
     from monai.bundle import ConfigWorkflow
 
     for config in ("train_autoencoder.json", "train_spade.json", "train_diffusion.json"):
         workflow = ConfigWorkflow(config_file=[os.path.join(CONFIGS, config), os.path.join(CONFIGS, "demo.json")],
-                                  meta_file=os.path.join(CONFIGS, "metadata.json"), workflow_type="train", **_tiny(tiny_run))
+                                  meta_file=os.path.join(CONFIGS, "metadata.json"), workflow_type="train", **_tiny(aldm_run))
         workflow.initialize()
         assert workflow.check_properties() == [], config
     # inference: a runner, not a MONAI evaluator over a dataset (docs: `dataset` and `evaluator` are absent)
     workflow = ConfigWorkflow(config_file=[os.path.join(CONFIGS, "inference.json"), os.path.join(CONFIGS, "demo.json")],
-                              meta_file=os.path.join(CONFIGS, "metadata.json"), workflow_type="infer", **_tiny(tiny_run))
+                              meta_file=os.path.join(CONFIGS, "metadata.json"), workflow_type="infer", **_tiny(aldm_run))
     workflow.initialize()
     for key in ("bundle_root", "device", "network_def", "inferer", "preprocessing", "postprocessing", "dataset_dir"):
         assert workflow.parser.get_parsed_content(key) is not None, key
 
 
-def test_table3_palette_ablation_trains_and_is_evaluated(tiny_run, tmp_path):
+def test_table3_palette_ablation_trains_and_is_evaluated(aldm_run, tmp_path):
     """Table 3 (b): the diffusion model with source latents (no MS-SPADE) as input, then all methods evaluated."""
     from monai.bundle import run as bundle_run
 
@@ -266,9 +280,9 @@ def test_table3_palette_ablation_trains_and_is_evaluated(tiny_run, tmp_path):
     files = lambda c: [os.path.join(CONFIGS, c), os.path.join(CONFIGS, "ablation_palette.json"), os.path.join(CONFIGS, "demo.json")]  # noqa: E731
     models = tmp_path / "models"
     models.mkdir()
-    for name in ("autoencoder.pt", "spade.pt", "diffusion.pt"):
-        os.symlink(os.path.join(tiny_run["ckpt_dir"], name), models / name)
-    common = _tiny(tiny_run, bundle_root=str(tmp_path), ckpt_dir=str(models))
+    for name in ("autoencoder.pt", "spade.pt", "model.pt"):
+        os.symlink(os.path.join(aldm_run["ckpt_dir"], name), models / name)
+    common = _tiny(aldm_run, bundle_root=str(tmp_path), ckpt_dir=str(models))
     bundle_run(config_file=files("train_diffusion.json"), **common, **recipe["tiny"]["steps"]["train_diffusion.json"])
     assert os.path.isfile(models / "diffusion_palette.pt") and os.path.isfile(tmp_path / "runs" / "diffusion_palette" / "checkpoint_final.pt")
     bundle_run(config_file=files("evaluate.json"), **{**common, "sources": ["t1"], "targets": ["t2"]})

@@ -66,11 +66,12 @@ def write_volume_datalist(dataset_dir: str, modalities: Sequence[str] = MODALITI
 
 
 def brats_volume_phantoms(folder: str, num_cases: int = 12, shape=(64, 64, 48), seed: int = 0,
-                          modalities: Sequence[str] = MODALITIES) -> str:
+                          modalities: Sequence[str] = MODALITIES, val_fraction: float = 0.15,
+                          test_fraction: float = 0.15) -> str:
     """Recipe generator: 3D BraTS-like phantoms and their volume datalist; returns the dataset_dir."""
     if not os.path.isfile(os.path.join(folder, "datalist.json")):
         write_phantom_dataset(folder, num_cases=num_cases, shape=shape, seed=seed, healthy_fraction=0.25)
-        write_volume_datalist(folder, modalities, val_fraction=0.15, test_fraction=0.15, seed=seed)
+        write_volume_datalist(folder, modalities, val_fraction=val_fraction, test_fraction=test_fraction, seed=seed)
     return folder
 
 

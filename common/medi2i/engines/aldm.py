@@ -16,6 +16,7 @@ Each sample draws its own source and target modality (all M x M pairs, the diago
 from __future__ import annotations
 
 import logging
+from contextlib import contextmanager
 
 import torch
 import torch.nn.functional as F
@@ -48,9 +49,25 @@ def random_modalities(images: torch.Tensor) -> torch.Tensor:
     return torch.randint(0, images.shape[1], (images.shape[0],)).to(images.device)
 
 
+@contextmanager
+def codebook_frozen(autoencoder):
+    """Inside the block the VQ-VAE's EMA codebook is not updated (quantiser in eval mode; DDP-wrapped or not)."""
+    quantizer = getattr(getattr(autoencoder, "module", autoencoder), "quantizer", None)
+    if quantizer is None or not quantizer.training:
+        yield
+        return
+    quantizer.eval()
+    try:
+        yield
+    finally:
+        quantizer.train()
+
+
 def autoencoder_cycle_loss(autoencoder, reconstruction: torch.Tensor, images: torch.Tensor) -> torch.Tensor:
-    """Cycle consistency of the compression model: ``|D(E(x_hat)) - x|_1`` with ``x_hat = D(E(x))``."""
-    return F.l1_loss(autoencoder(reconstruction)[0], images)
+    """Cycle consistency of the compression model: ``|D(E(x_hat)) - x|_1`` with ``x_hat = D(E(x))``. The second
+    pass trains encoder and decoder but leaves the EMA codebook to the encodings of real images."""
+    with codebook_frozen(autoencoder):
+        return F.l1_loss(autoencoder(reconstruction)[0], images)
 
 
 def spade_cycle_loss(spade, target_like: torch.Tensor, source: torch.Tensor, z_src: torch.Tensor) -> torch.Tensor:
