@@ -5,6 +5,9 @@ latent space -> decoder, for a per-sample target; one call translates one source
 
 * ``"aldm"``: ``z_cond = S(E(x), tar)``, DDIM with ``eps(concat(z_cond, z_t), t, y)`` (ours);
 * ``"palette"``: ``z_cond = E(x)`` (Table 3 (b), a diffusion model trained with ``condition="source"``);
+* ``"diffusion_only"``: no conditioning input (``z_cond = 0``, Table 3 (a), trained with ``condition="none"``); the
+  source enters as the starting point, SDEdit-style: DDIM from ``x_L = sqrt(abar_L) E(x) + sqrt(1 - abar_L) eps``
+  with ``L = source_noise_level``;
 * ``"spade_only"``: ``D(S(E(x), tar))`` without diffusion (Table 3 (c));
 * ``"identity"``: the source itself (already scaled to [0, 1]) - the floor every method must beat.
 """
@@ -18,7 +21,7 @@ from torch import nn
 
 from .ddim import DDIMSampler
 
-METHODS = ("aldm", "palette", "spade_only", "identity")
+METHODS = ("aldm", "palette", "diffusion_only", "spade_only", "identity")
 
 
 class ConcatConditionDenoiser(nn.Module):
@@ -43,23 +46,26 @@ class LatentTranslationInferer(Inferer):
         num_inference_steps: DDIM steps (``T // steps`` apart).
         method: one of :data:`METHODS`.
         latent_scale: factor applied to latents in training (the decoder gets ``z / latent_scale``).
+        source_noise_level: L of ``"diffusion_only"`` (1..T).
         amp: bf16 autocast on CUDA. progress: tqdm bar over DDIM steps.
     """
 
     def __init__(self, autoencoder: nn.Module, spade: nn.Module | None, scheduler, num_modalities: int,
                  num_inference_steps: int = 50, method: str = "aldm", latent_scale: float = 1.0, amp: bool = False,
-                 progress: bool = False):
+                 progress: bool = False, source_noise_level: int = 500):
         super().__init__()
         if method not in METHODS:
             raise ValueError(f"method must be one of {METHODS}, got {method!r}")
         self.autoencoder, self.spade, self.scheduler = autoencoder, spade, scheduler
         self.num_modalities, self.method, self.latent_scale = int(num_modalities), method, float(latent_scale)
         self.num_inference_steps, self.amp, self.progress = int(num_inference_steps), amp, progress
+        self.source_noise_level = int(source_noise_level)
 
-    def sampler(self) -> DDIMSampler:
+    def sampler(self, noise_level: int | None = None) -> DDIMSampler:
+        """DDIM from ``noise_level`` (default T) with steps ``T // num_inference_steps`` apart."""
         steps = self.num_inference_steps
         num_train = int(self.scheduler.num_train_timesteps)
-        return DDIMSampler(self.scheduler, noise_level=num_train, stride=max(1, num_train // max(1, steps)),
+        return DDIMSampler(self.scheduler, noise_level=noise_level or num_train, stride=max(1, num_train // max(1, steps)),
                            amp=self.amp, progress=self.progress)
 
     @torch.no_grad()
@@ -79,7 +85,11 @@ class LatentTranslationInferer(Inferer):
             network.eval()
             context = F.one_hot(target, self.num_modalities).float().unsqueeze(1)
             noise = torch.randn(z.shape, generator=generator, device=z.device, dtype=z.dtype)
-            z = self.sampler().decode(ConcatConditionDenoiser(network), noise,
-                                      network_kwargs={"condition": z, "context": context})
+            sampler, condition = self.sampler(), z
+            if self.method == "diffusion_only":
+                sampler, condition = self.sampler(self.source_noise_level), torch.zeros_like(z)
+                abar = sampler.abar[self.source_noise_level].to(z)
+                noise = abar.sqrt() * z + (1 - abar).sqrt() * noise
+            z = sampler.decode(ConcatConditionDenoiser(network), noise, network_kwargs={"condition": condition, "context": context})
         with torch.autocast("cuda", dtype=torch.bfloat16, enabled=self.amp and x.is_cuda):
             return self.autoencoder.decode_stage_2_outputs(z / self.latent_scale).float()

@@ -209,13 +209,14 @@ class LatentDiffusionPrepareBatch(PrepareBatch):
     ``z_t = add_noise(z_tar, noise, t)``, ``t`` uniform in [0, T) and ``y`` the target one-hot ``(B, 1, M)``.
 
     ``condition="spade"``: ``z_cond = S(z_src, tar)`` (ALDM); ``"source"``: ``z_cond = z_src`` (Table 3 (b),
-    Palette-style input without MS-SPADE).
+    Palette-style input without MS-SPADE); ``"none"``: ``z_cond = 0`` (Table 3 (a), the diffusion model alone: the
+    zero channels carry nothing, so this is a UNet on ``z_t`` only with the same layout of weights).
     """
 
     def __init__(self, autoencoder: torch.nn.Module, scheduler, spade: torch.nn.Module | None = None,
                  condition: str = "spade", latent_scale: float = 1.0):
-        if condition not in ("spade", "source"):
-            raise ValueError(f"condition must be 'spade' or 'source', got {condition!r}")
+        if condition not in ("spade", "source", "none"):
+            raise ValueError(f"condition must be 'spade', 'source' or 'none', got {condition!r}")
         self.pairs, self.scheduler, self.spade, self.condition = LatentPairs(autoencoder, latent_scale), scheduler, spade, condition
 
     def __call__(self, batchdata, device=None, non_blocking: bool = False, **kwargs):
@@ -225,6 +226,8 @@ class LatentDiffusionPrepareBatch(PrepareBatch):
             if self.condition == "spade":
                 self.spade.eval()
                 z_src = self.spade(z_src, target).float()
+            elif self.condition == "none":
+                z_src = torch.zeros_like(z_src)
         noise = torch.randn_like(z_tar)
         timesteps = torch.randint(0, self.scheduler.num_train_timesteps, (z_tar.shape[0],), device=z_tar.device).long()
         noisy = self.scheduler.add_noise(z_tar, noise, timesteps)

@@ -160,18 +160,19 @@ class VolumeTranslation:
 class MultiModalEvaluation:
     """PSNR/NMSE/SSIM of every method for every source x target pair on the test cases (mean and std over cases).
 
-    ``methods`` are inferer methods (see :data:`~medi2i.diffusion.latent_translation.METHODS`); ``"palette"``
-    needs ``palette_checkpoint`` (a diffusion model trained with ``condition="source"``).
+    ``methods`` are inferer methods (see :data:`~medi2i.diffusion.latent_translation.METHODS`); the Table 3
+    ablations ``"palette"`` and ``"diffusion_only"`` load their own diffusion model from
+    ``ablation_checkpoints[method]`` (trained with the ``ablation_<method>.json`` overlay).
     """
 
     def __init__(self, inputs, output_dir: str, network, inferer, preprocessing, modalities: Sequence[str],
                  checkpoints: Sequence = (), methods: Sequence[str] = ("aldm", "spade_only", "identity"),
                  sources: Sequence[str] | None = None, targets: Sequence[str] | None = None,
-                 palette_checkpoint: str | None = None, datalist_section: str = "test", batch_size: int = 4,
+                 ablation_checkpoints: dict | None = None, datalist_section: str = "test", batch_size: int = 4,
                  device="cpu", seed: int = 0):
         self.inputs, self.output_dir, self.network, self.inferer = inputs, output_dir, network, inferer
         self.preprocessing, self.modalities, self.checkpoints = preprocessing, list(modalities), list(checkpoints)
-        self.methods, self.palette_checkpoint, self.section = list(methods), palette_checkpoint, datalist_section
+        self.methods, self.ablations, self.section = list(methods), dict(ablation_checkpoints or {}), datalist_section
         self.sources, self.targets = list(sources or modalities), list(targets or modalities)
         self.batch_size, self.device, self.seed = max(1, int(batch_size)), torch.device(device), seed
 
@@ -179,9 +180,9 @@ class MultiModalEvaluation:
         inferer = copy.copy(self.inferer)
         inferer.method = method
         network = self.network
-        if method == "palette":
-            require(bool(self.palette_checkpoint), "methods", "'palette' needs palette_checkpoint (train with the ablation_palette overlay)")
-            network = load_weights(copy.deepcopy(self.network), self.palette_checkpoint, "palette diffusion checkpoint", self.device)
+        if method in ("palette", "diffusion_only"):
+            require(method in self.ablations, "methods", f"'{method}' needs ablation_checkpoints['{method}'] (train with the ablation_{method} overlay)")
+            network = load_weights(copy.deepcopy(self.network), self.ablations[method], f"{method} diffusion checkpoint", self.device)
         return inferer, network
 
     @exit_on_input_error
