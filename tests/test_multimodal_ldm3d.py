@@ -294,6 +294,32 @@ def test_table3_ablations_train_and_are_evaluated(aldm_run, tmp_path):
     assert [r["method"] for r in rows] == methods and all(np.isfinite(r["psnr"]) for r in rows)
 
 
+def test_table3_kl_autoencoder_runs_all_stages_beside_the_vq_model(aldm_run, tmp_path):
+    """Table 3 (d): the same three stages on an AutoencoderKL (KL term instead of quantisation), written under their
+    own names next to the VQ model's files, then evaluated."""
+    from monai.bundle import run as bundle_run
+
+    from medi2i.engines.aldm import kl_loss
+
+    assert kl_loss(torch.zeros(2, 3, 4, 4, 4), torch.ones(2, 3, 4, 4, 4)) == 0
+    assert kl_loss(torch.ones(1, 3, 2, 2, 2), torch.ones(1, 3, 2, 2, 2)) == pytest.approx(0.5 * 24)
+    _, recipe = load_recipe(BUNDLE)
+    models = tmp_path / "models"
+    models.mkdir()
+    for name in ("autoencoder.pt", "spade.pt", "model.pt"):
+        os.symlink(os.path.join(aldm_run["ckpt_dir"], name), models / name)
+    vq_files = {name: (models / name).stat().st_mtime_ns for name in os.listdir(models)}
+    common = _tiny(aldm_run, bundle_root=str(tmp_path), ckpt_dir=str(models))
+    for config in ("train_autoencoder.json", "train_spade.json", "train_diffusion.json", "evaluate.json"):
+        files = [os.path.join(CONFIGS, c) for c in (config, "ablation_kl.json", "demo.json")]
+        bundle_run(config_file=files, **common, **recipe["tiny"]["steps"].get(config, {}))
+    assert {f"{n}_kl.pt" for n in ("autoencoder", "spade", "model")} <= set(os.listdir(models))
+    assert {n: (models / n).stat().st_mtime_ns for n in vq_files} == vq_files  # the VQ model's files untouched
+    assert {"autoencoder", "spade", "diffusion"} <= set(os.listdir(tmp_path / "runs_kl"))
+    rows = json.load(open(tmp_path / "eval_kl" / "metrics.json"))["rows"]
+    assert {r["method"] for r in rows} == {"aldm", "spade_only", "identity"} and all(np.isfinite(r["ssim"]) for r in rows)
+
+
 def test_diffusion_alone_sees_no_conditioning_input_and_starts_from_the_noised_source():
     """Table 3 (a): the UNet's conditioning channels are zero in training and sampling; the source enters only as
     the SDEdit-style starting point (same noise, two sources: two outputs)."""

@@ -2,7 +2,7 @@
 
 * Stage 1, :class:`VQGANStep`: a MONAI ``VQVAE`` on one randomly chosen modality per sample with the losses of
   Section 3.1 / Fig. 3a, each weighted by a config key: L1 reconstruction, quantisation (commitment; the EMA
-  codebook needs no codebook term), patch adversarial (``PatchDiscriminator`` + ``PatchAdversarialLoss``),
+  codebook needs no codebook term; with an ``AutoencoderKL``, Table 3 (d), the KL term instead), patch adversarial (``PatchDiscriminator`` + ``PatchAdversarialLoss``),
   perceptual (``PerceptualLoss``, only with local weights, see :func:`perceptual_loss`) and cycle consistency
   (the reconstruction sent through the autoencoder again must return to the input, :func:`autoencoder_cycle_loss`).
 * Stage 2, :class:`SpadeStep`: MS-SPADE maps frozen source latents to target latents (latent L1) and back
@@ -76,6 +76,12 @@ def spade_cycle_loss(spade, target_like: torch.Tensor, source: torch.Tensor, z_s
     return F.l1_loss(spade(target_like, source), z_src)
 
 
+def kl_loss(z_mu: torch.Tensor, z_sigma: torch.Tensor) -> torch.Tensor:
+    """KL divergence of ``N(mu, sigma^2)`` from ``N(0, 1)``, summed over the latent and averaged over the batch."""
+    kl = 0.5 * (z_mu.float().pow(2) + z_sigma.float().pow(2) - torch.log(z_sigma.float().pow(2)) - 1)
+    return kl.flatten(1).sum(1).mean()
+
+
 def _amp(engine, x: torch.Tensor):
     """bf16 autocast on CUDA when the engine's ``amp`` is set (no gradient scaler needed)."""
     return torch.autocast("cuda", dtype=torch.bfloat16, enabled=bool(engine.amp) and x.is_cuda)
@@ -91,16 +97,21 @@ class VQGANStep:
 
     def __init__(self, discriminator: torch.nn.Module, discriminator_optimizer, perceptual: PerceptualLoss | None = None,
                  l1_weight: float = 1.0, quantization_weight: float = 1.0, adversarial_weight: float = 0.01,
-                 perceptual_weight: float = 0.001, cycle_weight: float = 1.0, adversarial_start: int = 0):
+                 perceptual_weight: float = 0.001, cycle_weight: float = 1.0, adversarial_start: int = 0,
+                 kl_weight: float = 1e-6):
         self.discriminator, self.d_optimizer, self.perceptual = discriminator, discriminator_optimizer, perceptual
         self.adversarial = PatchAdversarialLoss(criterion="least_squares")
-        self.weights = {"l1": l1_weight, "quantization": quantization_weight, "adversarial": adversarial_weight,
+        self.weights = {"l1": l1_weight, "quantization": quantization_weight, "kl": kl_weight, "adversarial": adversarial_weight,
                         "perceptual": perceptual_weight if perceptual is not None else 0.0, "cycle": cycle_weight}
         self.adversarial_start = int(adversarial_start)
 
     def generator_terms(self, autoencoder, x: torch.Tensor, use_adversarial: bool) -> tuple[torch.Tensor, dict]:
-        reconstruction, quantization = autoencoder(x)
-        terms = {"l1": F.l1_loss(reconstruction.float(), x), "quantization": quantization.float().mean()}
+        reconstruction, *latent = autoencoder(x)  # VQVAE: (x_hat, quantisation loss); AutoencoderKL: (x_hat, mu, sigma)
+        terms = {"l1": F.l1_loss(reconstruction.float(), x)}
+        if len(latent) == 2:
+            terms["kl"] = kl_loss(*latent)
+        else:
+            terms["quantization"] = latent[0].float().mean()
         if self.weights["perceptual"]:
             terms["perceptual"] = self.perceptual(reconstruction.float(), x)
         if self.weights["cycle"]:
