@@ -6,3 +6,10 @@ from .guidance import RegressionGuidance, freeze
 from .inferer import GuidedTranslationInferer
 
 __all__ = ["DDIMSampler", "GuidedTranslationInferer", "Guidance", "RegressionGuidance", "freeze", "GaussianEpsilon", "GaussianPosteriorMeanRegressor"]
+
+from .analytic import ClassGaussianEpsilon  # noqa: E402
+from .classifier_free import ClassConditionalDiffusionInferer, ClassConditionalSampler, guided_epsilon  # noqa: E402
+from .generation_inferer import ContrastGenerationInferer, check_guidance_weight  # noqa: E402
+
+__all__ += ["ClassGaussianEpsilon", "ClassConditionalDiffusionInferer", "ClassConditionalSampler", "guided_epsilon",
+            "ContrastGenerationInferer", "check_guidance_weight"]

@@ -6,3 +6,7 @@ from .prepare_batch import HybridPrepareBatch, NoisyImagePrepareBatch
 
 __all__ = ["HybridDiffusionLoss", "HybridPrepareBatch", "NoisyImagePrepareBatch", "ProgressBar", "ResumableCheckpoint",
            "latest_checkpoint", "split_prediction"]
+
+from .label_dropout import LabelDropoutPrepareBatch, drop_labels  # noqa: E402
+
+__all__ += ["LabelDropoutPrepareBatch", "drop_labels"]
