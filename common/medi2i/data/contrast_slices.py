@@ -123,3 +123,18 @@ def contrast_counts(entries: list[dict]) -> dict[str, int]:
     """Slices per contrast name."""
     names, counts = np.unique([e["contrast"] for e in entries], return_counts=True)
     return {str(n): int(c) for n, c in zip(names, counts)}
+
+
+def contrast_phantoms(folder: str, num_cases: int = 24, shape=(64, 64, 32), seed: int = 0, image_size: int = 64,
+                      pixdim: float = 1.0, healthy_fraction: float = 0.5, min_tissue_fraction: float = 0.5) -> str:
+    """Demo data: phantom BraTS cases (:func:`~medi2i.data.make_phantom`, four contrasts with known tissue
+    intensities) written in the BraTS layout and read back as contrast-labelled slices; returns the dataset_dir."""
+    from .phantoms import write_phantom_dataset
+
+    slices = os.path.join(folder, "slices")
+    if not os.path.isfile(os.path.join(slices, "datalist.json")):
+        write_phantom_dataset(os.path.join(folder, "phantoms"), num_cases=num_cases, shape=shape, seed=seed,
+                              healthy_fraction=healthy_fraction)
+        build_contrast_datalist({"brats": os.path.join(folder, "phantoms")}, slices, image_size=image_size, pixdim=pixdim,
+                                min_tissue_fraction=min_tissue_fraction, seed=seed)
+    return slices

@@ -63,11 +63,13 @@ class ClassConditionalSampler:
             ``T // n`` its ``step`` assumes is the gap actually visited; T must be a multiple of n).
         num_inference_steps: DDIM steps (ignored for DDPM, which always takes all T).
         eta: DDIM stochasticity (0 = deterministic).
+        method: the requested method ("ddpm" or "ddim"), checked against the scheduler (None: from the scheduler).
         progress: tqdm progress bar.
     """
 
-    def __init__(self, scheduler, num_inference_steps: int | None = None, eta: float = 0.0, progress: bool = False):
-        self.scheduler, self.eta, self.progress = scheduler, float(eta), progress
+    def __init__(self, scheduler, num_inference_steps: int | None = None, eta: float = 0.0, method: str | None = None,
+                 progress: bool = False):
+        self.scheduler, self.eta, self.progress, self.requested = scheduler, float(eta), progress, method
         self.num_train_timesteps = int(scheduler.num_train_timesteps)
         self.num_inference_steps = int(num_inference_steps or self.num_train_timesteps)
         self.network_evaluations = 0
@@ -82,6 +84,10 @@ class ClassConditionalSampler:
 
     def check(self) -> None:
         """One-line errors for settings outside their range."""
+        if self.requested is not None:
+            require(str(self.requested).lower() in ("ddpm", "ddim"), "sampler", f"unknown sampler '{self.requested}' (ddpm or ddim)")
+            require(str(self.requested).lower() == self.method, "sampler",
+                    f"'{self.requested}' needs a {self.requested.upper()}Scheduler, got {type(self.scheduler).__name__}")
         if self.method == "ddim":
             n, num_train = self.num_inference_steps, self.num_train_timesteps
             require(1 <= n <= num_train and num_train % n == 0, "num_inference_steps",

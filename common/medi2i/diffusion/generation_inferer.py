@@ -4,7 +4,7 @@ MONAI's engines and MONAI Label's ``BundleInferTask``) returns a whole classifie
 The input image only fixes the output shape ``(B, C, H, W)`` (or ``(B, C, H, W, 1)``, returned in the same form):
 its content is not used. The contrast and the guidance weight ``w`` come from the inferer's configuration
 (``contrast`` and ``guidance_weight`` in ``inference.json``), or per call as keyword arguments
-(``contrast="FLAIR"`` or ``class_labels=tensor``, ``guidance_weight=2.0``).
+(``contrast="FLAIR"`` or ``class_labels=tensor``, ``guidance_weight=2.0``, and ``noise``/``generator`` to choose x_T).
 """
 
 from __future__ import annotations
@@ -54,7 +54,8 @@ class ContrastGenerationInferer(Inferer):
         check_guidance_weight(self.guidance_weight)
 
     def __call__(self, inputs: torch.Tensor, network: torch.nn.Module, *args, contrast=None, class_labels=None,
-                 guidance_weight=None, generator: torch.Generator | None = None, **kwargs) -> torch.Tensor:
+                 guidance_weight=None, generator: torch.Generator | None = None, noise: torch.Tensor | None = None,
+                 **kwargs) -> torch.Tensor:
         slab = inputs.ndim == 5 and inputs.shape[-1] == 1
         shape = tuple(inputs.shape[:-1] if slab else inputs.shape)
         device = inputs.device
@@ -67,7 +68,9 @@ class ContrastGenerationInferer(Inferer):
             w = check_guidance_weight(w)
         if generator is None and self.seed is not None:
             generator = torch.Generator(device=device).manual_seed(int(self.seed))
-        noise = torch.randn(shape, generator=generator, device=device)
+        if noise is None:
+            noise = torch.randn(shape, generator=generator, device=device)
+        require(tuple(noise.shape) == shape, "noise", f"shape {tuple(noise.shape)} differs from the output shape {shape}")
         out, self.last_trajectory = self.sampler.sample(network, noise, labels, w, self.contrasts.null_class,
                                                         generator, self.trajectory_frames)
         return out.unsqueeze(-1) if slab else out
