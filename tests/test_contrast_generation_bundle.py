@@ -39,16 +39,17 @@ def _tiny_overrides(run, **extra):
 
 
 def test_tiny_train_infer_evaluate(tiny_run):
-    out, tiny = tiny_run["output_dir"], load_recipe(BUNDLE)[1]["tiny"]
+    (overlay, recipe), out = load_recipe(BUNDLE), tiny_run["output_dir"]
+    tiny = recipe["tiny"]
     for path in ("models/model.pt", "models/classifier.pt", "runs/diffusion/checkpoint_final.pt", "runs/classifier/checkpoint_final.pt"):
         assert os.path.isfile(os.path.join(out, path)), path
-    n, size = tiny["overrides"]["num_samples"], tiny["overrides"]["image_size"]
+    n, size, pixdim = tiny["overrides"]["num_samples"], overlay["image_size"], overlay["pixdim"]
     with open(os.path.join(out, "outputs", "summary.csv")) as f:
         rows = list(csv.DictReader(f))
     assert [r["contrast"] for r in rows] == [c for c in PAPER_CONTRASTS for _ in range(n)]
     for row in rows:
         image = nib.load(os.path.join(out, "outputs", row["file"]))
-        assert image.shape == (size, size, 1, 1) and np.allclose(np.diag(image.affine), [1.0, 1.0, 1.0, 1.0])
+        assert image.shape == (size, size, 1, 1) and np.allclose(np.diag(image.affine), [pixdim, pixdim, 1.0, 1.0])
     for picture in ("grid.png", "trajectory.png", "trajectory.gif"):
         assert os.path.getsize(os.path.join(out, "outputs", picture)) > 1000, picture
     metrics = json.load(open(os.path.join(out, "eval", "metrics.json")))
@@ -143,11 +144,11 @@ def test_real_brats_and_ixi_slices_are_labelled_by_contrast(tmp_path):
     assert set(counts[brats]) == set(PAPER_CONTRASTS)  # t1, t1ce -> "T1 post-contrast", t2, flair
     ixi = "test" if brats == "training" else "training"
     assert set(counts[ixi]) == {"T1", "T2", "PD"}  # PD: the fifth class when IXI is used
-    entry = datalist[brats][0]
+    entry = datalist[brats][len(datalist[brats]) // 2]  # a mid-brain slice
     image = nib.load(os.path.join(tmp_path, entry["image"]))
     assert image.shape == (128, 128, 1, 1) and np.allclose(abs(np.diag(image.affine)[:2]), 2.0)
     pixels = image.get_fdata()
-    assert pixels.min() >= 0 and pixels.max() <= 1 and (pixels > 0.05).mean() > 0.1
+    assert pixels.min() >= 0 and pixels.max() <= 1 and (pixels > 0.05).mean() > 0.03  # brain, not an empty slice
 
 
 class _FakeH5:
