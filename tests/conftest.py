@@ -6,6 +6,8 @@ import torch
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SHARED_DATA = os.path.abspath(os.path.join(ROOT, "..", "shared", "data"))
 GROWTH = os.path.join(ROOT, "bundles", "brats_mri_tumor_growth_regression_guidance")
+#: every bundle of the collection; collection-wide tests are parametrised over these
+BUNDLES = sorted(d for d in os.listdir(os.path.join(ROOT, "bundles")) if os.path.isdir(os.path.join(ROOT, "bundles", d)))
 
 
 def shared(*parts: str) -> str:
@@ -23,8 +25,33 @@ def _deterministic():
 
 
 @pytest.fixture(scope="session")
-def tiny_growth_run(tmp_path_factory):
-    """The growth bundle's recipe at tiny size: phantoms -> train DDPM -> train regressor -> infer -> evaluate."""
+def tiny_run(tmp_path_factory):
+    """``tiny_run(bundle_dir)``: the bundle's recipe at tiny size (data -> train -> infer -> evaluate), run once per
+    session and shared by every test that asks for it."""
     from medi2i.recipes import run_recipe
 
-    return run_recipe(GROWTH, str(tmp_path_factory.mktemp("growth_tiny")), tiny=True)
+    runs: dict[str, dict] = {}
+
+    def get(bundle: str) -> dict:
+        if bundle not in runs:
+            runs[bundle] = run_recipe(bundle, str(tmp_path_factory.mktemp(os.path.basename(bundle) + "_tiny")), tiny=True)
+        return runs[bundle]
+
+    return get
+
+
+@pytest.fixture(scope="session")
+def tiny_growth_run(tiny_run):
+    """The growth bundle's recipe at tiny size: phantoms -> train DDPM -> train regressor -> infer -> evaluate."""
+    return tiny_run(GROWTH)
+
+
+def expect_input_error(capsys, bundle: str, config: str, overrides: dict, message: str) -> None:
+    """Running ``config`` of ``bundle`` exits with status 2 and one ``error: ...`` line containing ``message``."""
+    from medi2i.recipes import run_step
+
+    with pytest.raises(SystemExit) as exit_info:
+        run_step(bundle, config, overrides)
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err[-1].startswith("error: ") and message in err[-1], err[-1]

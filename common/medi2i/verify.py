@@ -1,25 +1,45 @@
-"""Checks every bundle of the collection must pass: files, metadata, configs that parse and instantiate, and a
-tiny end-to-end run of its recipe (train -> infer -> evaluate on phantoms)."""
+"""Checks every bundle of the collection must pass (the verify tool and ``tests/test_collection.py`` run them).
+
+Static checks read the files only: the model zoo's required and preferred files, metadata keys and the
+version/changelog rule, docs sections, file sizes, paths in configs, a multi-GPU overlay per training config.
+Run checks use a tiny run of the bundle's recipe (train -> infer -> evaluate on phantoms): every config
+instantiates, MONAI's workflow properties (missing ones must be explained in the docs), TorchScript export
+(or a documented reason), and the standalone export running outside the repository.
+"""
 
 from __future__ import annotations
 
 import glob
 import json
 import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
 import traceback
+import zipfile
 
-from monai.bundle import ConfigParser
+from monai.bundle import ConfigParser, ConfigWorkflow
 
+from .export import export_bundle
 from .recipes import load_recipe, run_recipe
 
-REQUIRED_FILES = ("LICENSE", "configs/metadata.json", "configs/inference.json", "configs/logging.conf", "docs/README.md",
-                  "configs/demo.json")
+REQUIRED_FILES = ("LICENSE", "configs/metadata.json", "configs/inference.json", "configs/evaluate.json",
+                  "configs/logging.conf", "configs/demo.json", "docs/README.md", "docs/data_license.txt")
 METADATA_KEYS = ("version", "changelog", "monai_version", "pytorch_version", "numpy_version", "required_packages_version",
-                 "optional_packages_version", "task", "description", "authors", "copyright", "intended_use",
-                 "references", "data_source", "network_data_format")
+                 "task", "description", "authors", "copyright", "intended_use", "references", "data_source",
+                 "data_type", "image_classes", "label_classes", "pred_classes", "eval_metrics", "network_data_format")
+DOC_SECTIONS = ("Overview", "Data", "Training configuration", "Performance", "Bundle commands",
+                "Deviations from the paper", "MONAI workflow properties", "MONAI Label", "Multi-GPU training",
+                "References", "License")
+MAX_FILE_MB = 25
+#: strings in configs that point at one machine
+PERSONAL_PATH = re.compile(r"^(/|~)|/home/|/Users/|/root/|/work/|[A-Za-z]:\\")
 #: configs that are overlays merged into others, not runnable on their own
 OVERLAY_PATTERNS = ("demo.json", "multi_gpu*.json")
 NOT_COMPONENTS = ("imports", "run", "initialize", "finalize", "demo")
+RUN_PRODUCTS = ("runs", "outputs", "eval", "data", "__pycache__")
 
 
 def overlays(bundle: str) -> set[str]:
@@ -31,8 +51,33 @@ def runnable_configs(bundle: str) -> list[str]:
     return [n for n in names if n != "metadata.json" and n not in overlays(bundle)]
 
 
+def train_configs(bundle: str) -> list[str]:
+    return [n for n in runnable_configs(bundle) if n.startswith("train")]
+
+
+def multi_gpu_overlay(bundle: str, config: str) -> str | None:
+    """The overlay for ``config``: ``multi_gpu_<config>`` or the bundle-wide ``multi_gpu_train.json``."""
+    for name in (f"multi_gpu_{config}", "multi_gpu_train.json"):
+        if os.path.isfile(os.path.join(bundle, "configs", name)):
+            return name
+    return None
+
+
+def docs_text(bundle: str) -> str:
+    path = os.path.join(bundle, "docs", "README.md")
+    return open(path).read() if os.path.isfile(path) else ""
+
+
+def docs_section(bundle: str, title: str) -> str:
+    """Text of the ``## <title>`` section of the bundle's docs ('' when absent)."""
+    match = re.search(rf"^## {re.escape(title)}\s*$(.*?)(?=^## |\Z)", docs_text(bundle), re.M | re.S)
+    return match.group(1) if match else ""
+
+
+# ----------------------------------------------------------------------------------------------- static checks
 def check_files(bundle: str) -> list[str]:
-    return [f"missing {f}" for f in REQUIRED_FILES if not os.path.isfile(os.path.join(bundle, f))]
+    problems = [f"missing {f}" for f in REQUIRED_FILES if not os.path.isfile(os.path.join(bundle, f))]
+    return problems + ([] if train_configs(bundle) else ["no configs/train*.json"])
 
 
 def check_metadata(bundle: str) -> list[str]:
@@ -44,16 +89,83 @@ def check_metadata(bundle: str) -> list[str]:
     problems = [f"metadata lacks '{k}'" for k in METADATA_KEYS if k not in meta]
     if "version" in meta and meta["version"] not in meta.get("changelog", {}):
         problems.append(f"version {meta['version']} is not a key of the changelog")
+    if "optional_packages_version" in meta:
+        problems.append("'optional_packages_version' is deprecated (MONAI 1.6 replaces the required packages with it)")
     for name, fmt in ((k, v) for k, v in meta.items() if k.endswith("data_format")):
         if not (isinstance(fmt, dict) and fmt.get("inputs") and fmt.get("outputs")):
             problems.append(f"{name} needs non-empty inputs and outputs")
+    fmt = meta.get("network_data_format", {})
+    for side in ("inputs", "outputs"):
+        first = next(iter(fmt.get(side, {}).values()), {})
+        if first.get("type") != "image":
+            problems.append(f"the first network_data_format {side[:-1]} must describe an image (type 'image')")
     return problems
+
+
+def check_docs(bundle: str) -> list[str]:
+    text = docs_text(bundle)
+    return [f"docs/README.md lacks a '## {s}' section" for s in DOC_SECTIONS if not re.search(rf"^## {re.escape(s)}\s*$", text, re.M)]
+
+
+def check_sizes(bundle: str) -> list[str]:
+    problems = []
+    for folder, dirs, files in os.walk(bundle):
+        dirs[:] = [d for d in dirs if d not in RUN_PRODUCTS]
+        for name in files:
+            size = os.path.getsize(os.path.join(folder, name)) / 2**20
+            if size > MAX_FILE_MB:
+                problems.append(f"{os.path.relpath(os.path.join(folder, name), bundle)} is {size:.1f} MB (> {MAX_FILE_MB} MB)")
+    return problems
+
+
+def _strings(obj):
+    if isinstance(obj, str):
+        yield obj
+    elif isinstance(obj, dict):
+        for value in obj.values():
+            yield from _strings(value)
+    elif isinstance(obj, list):
+        for value in obj:
+            yield from _strings(value)
+
+
+def check_paths(bundle: str) -> list[str]:
+    problems = []
+    for path in sorted(glob.glob(os.path.join(bundle, "configs", "*.json"))):
+        with open(path) as f:
+            config = json.load(f)
+        for text in _strings(config):
+            if PERSONAL_PATH.search(text.lstrip("$")):
+                problems.append(f"{os.path.basename(path)}: absolute or personal path {text!r}")
+    return problems
+
+
+def check_overlays(bundle: str) -> list[str]:
+    return [f"no multi-GPU overlay for {c} (multi_gpu_{c} or multi_gpu_train.json)"
+            for c in train_configs(bundle) if multi_gpu_overlay(bundle, c) is None]
+
+
+STATIC_CHECKS = {"files": check_files, "metadata": check_metadata, "docs": check_docs, "file sizes": check_sizes,
+                 "config paths": check_paths, "multi-GPU overlays": check_overlays}
+
+
+# ------------------------------------------------------------------------------------------------- run checks
+def tiny_overrides(bundle: str, run: dict, config: str | None = None) -> dict:
+    """Overrides that point ``config`` at a tiny run's data and checkpoints, at tiny size."""
+    _, recipe = load_recipe(bundle)
+    tiny = recipe.get("tiny", {})
+    return {**tiny.get("overrides", {}), **tiny.get("steps", {}).get(config, {}), "bundle_root": run["output_dir"],
+            "dataset_dir": run["dataset_dir"], "ckpt_dir": run["ckpt_dir"]}
+
+
+def config_files(bundle: str, *names: str) -> list[str]:
+    return [os.path.join(bundle, "configs", n) for n in (*names, "demo.json")]
 
 
 def instantiate_config(bundle: str, config: str, overrides: dict) -> None:
     """Parse ``config`` (+ the demo overlay) and instantiate every top-level component and expression."""
     parser = ConfigParser()
-    parser.read_config([os.path.join(bundle, "configs", config), os.path.join(bundle, "configs", "demo.json")])
+    parser.read_config(config_files(bundle, config))
     parser.update(overrides)
     parser.parse()
     for key in parser.get():
@@ -61,35 +173,157 @@ def instantiate_config(bundle: str, config: str, overrides: dict) -> None:
             parser.get_parsed_content(key)
 
 
-def verify_bundle(bundle: str, workdir: str) -> list[dict]:
+def missing_properties(bundle: str, config: str, overrides: dict) -> list[str]:
+    """MONAI's property check (``ConfigWorkflow.check_properties``) for a train or infer config: the required
+    properties it lacks and the optional ones defined under a wrong ID."""
+    workflow = ConfigWorkflow(config_file=config_files(bundle, config),
+                              meta_file=os.path.join(bundle, "configs", "metadata.json"),
+                              workflow_type="train" if config.startswith("train") else "infer", **overrides)
+    workflow.initialize()
+    missing = []
+    for name, prop in workflow.properties.items():
+        if prop.get("required", False):
+            try:
+                getattr(workflow, name)
+            except (KeyError, AttributeError):
+                missing.append(name)
+        else:
+            try:
+                defined_right = workflow._check_optional_id(name=name, property=prop)
+            except AttributeError:  # defined inline where MONAI expects a reference to the property's ID
+                defined_right = False
+            if not defined_right:
+                missing.append(name)
+    return missing
+
+
+def check_properties(bundle: str, run: dict) -> list[str]:
+    """Properties MONAI's check reports for the train and inference configs that the docs do not explain."""
+    documented = set(re.findall(r"`([^`]+)`", docs_section(bundle, "MONAI workflow properties")))
+    problems = []
+    for config in [*train_configs(bundle), "inference.json"]:
+        for name in missing_properties(bundle, config, tiny_overrides(bundle, run, config)):
+            if name not in documented:
+                problems.append(f"{config}: property '{name}' missing and not explained in the docs")
+    return problems
+
+
+def check_torchscript(bundle: str, run: dict) -> str:
+    """Export ``network_def`` with the tiny weights through ``monai.bundle.ckpt_export``; where that fails the docs
+    must say why (a 'TorchScript' paragraph). Returns a description; raises AssertionError otherwise."""
+    from monai.bundle import ckpt_export
+
+    with tempfile.TemporaryDirectory() as tmp:
+        try:
+            ckpt_export(net_id="network_def", filepath=os.path.join(tmp, "model.ts"),
+                        ckpt_file=os.path.join(run["ckpt_dir"], "model.pt"),
+                        meta_file=os.path.join(bundle, "configs", "metadata.json"),
+                        config_file=config_files(bundle, "inference.json"), **tiny_overrides(bundle, run, "inference.json"))
+            return "exported"
+        except Exception as err:  # noqa: BLE001 - not exportable is acceptable when documented
+            reason = _last_line(err)
+    assert "TorchScript" in docs_text(bundle), f"ckpt_export fails ({reason}) and the docs do not explain TorchScript"
+    return f"not exportable, documented ({reason[:80]})"
+
+
+STANDALONE = """
+import json, runpy, sys
+repo, bundle, mode = sys.argv[1:4]
+sys.path[:] = [bundle] + [p for p in sys.path if p and not p.startswith(repo)]
+import medi2i
+assert medi2i.__file__.startswith(bundle), medi2i.__file__
+if mode == "serve":
+    from medi2i.serving import bundle_infer
+    pred = bundle_infer(bundle, sys.argv[4], sys.argv[5], overrides=json.load(open(sys.argv[6])),
+                        overlays=[bundle + "/configs/demo.json"])
+    print("served", tuple(pred.shape))
+else:
+    sys.argv = ["monai.bundle"] + sys.argv[4:]
+    runpy.run_module("monai.bundle", run_name="__main__")
+"""
+
+
+def unpack_standalone(bundle: str, run: dict, workdir: str) -> str:
+    """Export ``bundle``, unzip it under ``workdir`` and put the tiny run's weights in its ``models/``."""
+    zip_path = export_bundle(bundle, os.path.join(workdir, "dist"))
+    with zipfile.ZipFile(zip_path) as archive:
+        archive.extractall(os.path.join(workdir, "unpacked"))
+    unpacked = os.path.join(workdir, "unpacked", os.path.basename(os.path.normpath(bundle)))
+    os.makedirs(os.path.join(unpacked, "models"), exist_ok=True)
+    for weights in glob.glob(os.path.join(run["ckpt_dir"], "*.pt")):
+        shutil.copy2(weights, os.path.join(unpacked, "models", os.path.basename(weights)))
+    return unpacked
+
+
+def run_standalone(unpacked: str, *args: str) -> str:
+    """Run the standalone script in ``unpacked`` with the repository removed from ``sys.path``; return stdout."""
+    repo = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    proc = subprocess.run([sys.executable, "-c", STANDALONE, repo, unpacked, *args], cwd=unpacked, env=env,
+                          capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, f"standalone run failed: {proc.stderr.strip().splitlines()[-3:]}"
+    return proc.stdout
+
+
+def check_standalone(bundle: str, run: dict, workdir: str) -> str:
+    """The exported bundle runs its inference config outside the repository, and serves one image (MONAI Label)."""
+    unpacked = unpack_standalone(bundle, run, workdir)
+    overrides = {**tiny_overrides(bundle, run, "inference.json"), "bundle_root": unpacked, "ckpt_dir": unpacked + "/models"}
+    overlay = os.path.join(workdir, "tiny_overrides.json")
+    with open(overlay, "w") as f:
+        json.dump(overrides, f)
+    configs = [os.path.join(unpacked, "configs", n) for n in ("inference.json", "demo.json")] + [overlay]
+    run_standalone(unpacked, "run", "run", "--config_file", repr(configs),
+                   "--meta_file", os.path.join(unpacked, "configs", "metadata.json"))
+    sample = sample_image(bundle, run)
+    if sample is None:
+        return "inference ran standalone"
+    out = run_standalone(unpacked, "serve", sample, os.path.join(workdir, "served.nii.gz"), overlay)
+    return f"inference ran standalone; {out.strip().splitlines()[-1]}"
+
+
+def sample_image(bundle: str, run: dict) -> str | None:
+    """The tiny recipe's ``sample_image`` (a glob under the tiny dataset_dir) for the MONAI Label contract."""
+    pattern = load_recipe(bundle)[1].get("tiny", {}).get("sample_image")
+    files = sorted(glob.glob(os.path.join(run["dataset_dir"], pattern))) if pattern else []
+    return files[0] if files else None
+
+
+# ------------------------------------------------------------------------------------------------- the report
+def verify_bundle(bundle: str, workdir: str, standalone: bool = True) -> list[dict]:
     """All checks for one bundle; each row is ``{"bundle", "check", "ok", "detail"}``."""
     name = os.path.basename(os.path.normpath(bundle))
-    rows = [{"bundle": name, "check": "files", "ok": not (p := check_files(bundle)), "detail": "; ".join(p)},
-            {"bundle": name, "check": "metadata", "ok": not (p := check_metadata(bundle)), "detail": "; ".join(p)}]
+    rows = []
+
+    def record(check, func, *args):
+        try:
+            result = func(*args)
+            problems = result if isinstance(result, list) else []
+            rows.append({"bundle": name, "check": check, "ok": not problems,
+                         "detail": "; ".join(problems) if problems else (result if isinstance(result, str) else "")})
+        except BaseException as err:  # noqa: BLE001 - a failing check is a row of the report
+            rows.append({"bundle": name, "check": check, "ok": False, "detail": _last_line(err)})
+
+    for check, func in STATIC_CHECKS.items():
+        record(check, func, bundle)
     try:
-        load_recipe(bundle)
-        result = run_recipe(bundle, workdir, tiny=True)
+        run = run_recipe(bundle, os.path.join(workdir, "tiny"), tiny=True)
         rows.append({"bundle": name, "check": "tiny run", "ok": True,
-                     "detail": ", ".join(f"{k} {v:.1f}s" for k, v in result["seconds"].items())})
-    except BaseException as err:  # noqa: BLE001 - a failing bundle is a row of the report
+                     "detail": ", ".join(f"{k} {v:.1f}s" for k, v in run["seconds"].items())})
+    except BaseException as err:  # noqa: BLE001
         rows.append({"bundle": name, "check": "tiny run", "ok": False, "detail": _last_line(err)})
         return rows
-    _, recipe = load_recipe(bundle)
-    overrides = {**recipe.get("tiny", {}).get("overrides", {}), "bundle_root": result["output_dir"],
-                 "dataset_dir": result["dataset_dir"], "ckpt_dir": result["ckpt_dir"]}
     for config in runnable_configs(bundle):
-        try:
-            instantiate_config(bundle, config, overrides)
-            rows.append({"bundle": name, "check": f"instantiate {config}", "ok": True, "detail": ""})
-        except Exception as err:  # noqa: BLE001
-            rows.append({"bundle": name, "check": f"instantiate {config}", "ok": False, "detail": _last_line(err)})
+        record(f"instantiate {config}", instantiate_config, bundle, config, tiny_overrides(bundle, run, config))
+    record("workflow properties", check_properties, bundle, run)
+    record("TorchScript", check_torchscript, bundle, run)
+    if standalone:
+        record("standalone + MONAI Label contract", check_standalone, bundle, run, os.path.join(workdir, "standalone"))
     return rows
 
 
 def _last_line(err: BaseException) -> str:
+    while err.__cause__ is not None:
+        err = err.__cause__
     text = "".join(traceback.format_exception_only(type(err), err)).strip().splitlines()
-    cause = err.__cause__
-    while cause is not None:
-        text = "".join(traceback.format_exception_only(type(cause), cause)).strip().splitlines()
-        cause = cause.__cause__
     return text[-1][:300] if text else type(err).__name__

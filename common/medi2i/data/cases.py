@@ -9,7 +9,7 @@ from dataclasses import dataclass
 
 import torch
 from monai.data import MetaTensor
-from monai.transforms import SpatialPad
+from monai.transforms import MapTransform, SpatialPad
 
 from ..errors import InputError, require
 from .brats import EXTENSIONS, brain_mask, find_cases, load_case
@@ -99,3 +99,39 @@ def prepare_slice(case: dict, image_size: int, slice_index: int | str = "largest
     label = None if seg is None else SpatialPad(spatial_size=(image_size, image_size, -1))(seg).as_tensor() > 0
     return PreparedSlice(case["name"] if "name" in case else str(where), padded, label,
                          SpatialPad(spatial_size=(image_size, image_size, -1))(brain.float()).as_tensor() > 0, index, padder)
+
+
+class PrepareSliced(MapTransform):
+    """``{"image": <path of a case folder, volume or 2D slice file>}`` -> the network-ready slice ``(C, S, S)``.
+
+    The preprocessing of ``inference.json`` for callers that hand over one image (MONAI Label's
+    ``BundleInferTask``). What :class:`RestoreSliced` needs to undo the padding is kept under ``<key>_prepared``.
+    """
+
+    def __init__(self, keys="image", image_size: int = 256, slice_index: int | str = "largest_tumour"):
+        super().__init__(keys)
+        self.image_size, self.slice_index = int(image_size), slice_index
+
+    def __call__(self, data):
+        d = dict(data)
+        for key in self.key_iterator(d):
+            path = str(d[key])
+            prepared = prepare_slice({"image": path, "name": os.path.basename(path)}, self.image_size, self.slice_index)
+            d[f"{key}_prepared"], d[key] = prepared, prepared.image[..., 0]
+        return d
+
+
+class RestoreSliced(MapTransform):
+    """Undo :class:`PrepareSliced` on ``pred`` ``(C, S, S)``: the input's in-plane size and affine, ``(C, H, W, 1)``."""
+
+    def __init__(self, keys="pred", source: str = "image"):
+        super().__init__(keys)
+        self.source = source
+
+    def __call__(self, data):
+        d = dict(data)
+        prepared: PreparedSlice = d[f"{self.source}_prepared"]
+        for key in self.key_iterator(d):
+            pred = torch.as_tensor(d[key]).float()
+            d[key] = prepared.restore(pred.unsqueeze(-1) if pred.ndim == 3 else pred)
+        return d

@@ -4,8 +4,10 @@ from .analytic import GaussianEpsilon, GaussianPosteriorMeanRegressor
 from .ddim import DDIMSampler, Guidance
 from .guidance import RegressionGuidance, freeze
 from .inferer import GuidedTranslationInferer
+from .label_guidance import ClassifierGuidance, SegmentationGuidance, mean_bce
 
-__all__ = ["DDIMSampler", "GuidedTranslationInferer", "Guidance", "RegressionGuidance", "freeze", "GaussianEpsilon", "GaussianPosteriorMeanRegressor"]
+__all__ = ["DDIMSampler", "GuidedTranslationInferer", "Guidance", "RegressionGuidance", "freeze", "GaussianEpsilon", "GaussianPosteriorMeanRegressor",
+           "ClassifierGuidance", "SegmentationGuidance", "mean_bce"]
 
 from .analytic import ClassGaussianEpsilon  # noqa: E402
 from .classifier_free import ClassConditionalDiffusionInferer, ClassConditionalSampler, guided_epsilon  # noqa: E402

@@ -6,6 +6,7 @@ from __future__ import annotations
 import torch
 from monai.inferers import Inferer
 
+from ..networks.checkpoints import load_weights
 from .ddim import DDIMSampler, Guidance
 
 
@@ -13,19 +14,39 @@ class GuidedTranslationInferer(Inferer):
     """DDIM-encode the inputs to L and decode with ``guidance`` (Algorithms 1-2 of the Swiss Army Knife).
 
     Accepts ``(B, C, H, W)`` or one-slice volumes ``(B, C, H, W, 1)`` (returned in the same form); keyword
-    arguments (e.g. per-sample ``desired_value``) are passed to the guidance.
+    arguments (e.g. per-sample ``desired_value``) are passed to the guidance. ``guidance_inputs`` maps a guidance
+    keyword to a function of the clean inputs ``(B, C, H, W)`` that supplies it when the call does not (e.g. the
+    desired mask z drawn for each image), so ``inferer(inputs, network)`` alone runs the whole task.
+    ``checkpoints`` (``[(module, path, what), ...]``, e.g. the regressor's weights) are loaded once, on the first
+    call or by :meth:`load`, so that a caller holding only the diffusion model (MONAI Label) gets a working guidance.
     """
 
-    def __init__(self, sampler: DDIMSampler, guidance: Guidance | None = None):
+    def __init__(self, sampler: DDIMSampler, guidance: Guidance | None = None, guidance_inputs: dict | None = None,
+                 checkpoints=()):
         super().__init__()
-        self.sampler, self.guidance = sampler, guidance
+        self.sampler, self.guidance, self.guidance_inputs = sampler, guidance, dict(guidance_inputs or {})
+        self.checkpoints, self._loaded = list(checkpoints), False
 
     def check(self) -> None:
         """Validate the sampler settings before any work (one-line errors)."""
         self.sampler.check()
 
+    def load(self, map_location=None) -> None:
+        """Load the guidance networks' weights now (strictly; one-line errors); later calls do nothing."""
+        if self._loaded:
+            return
+        for module, path, what in self.checkpoints:
+            load_weights(module, path, what, map_location=map_location)
+        if hasattr(self.guidance, "load"):
+            self.guidance.load()
+        self._loaded = True
+
     def __call__(self, inputs: torch.Tensor, network: torch.nn.Module, *args, **kwargs) -> torch.Tensor:
+        self.load(map_location=inputs.device)
         slab = inputs.ndim == 5 and inputs.shape[-1] == 1
         x = torch.as_tensor(inputs[..., 0] if slab else inputs).float()
+        for key, make in self.guidance_inputs.items():
+            if kwargs.get(key) is None:
+                kwargs[key] = make(x)
         out = self.sampler.translate(network, x, self.guidance, **kwargs)
         return out.unsqueeze(-1) if slab else out

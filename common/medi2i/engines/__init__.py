@@ -1,11 +1,13 @@
-"""Training pieces MONAI does not ship: hybrid DDPM loss, noisy-image batches for guidance networks, resume."""
+"""Training pieces MONAI does not ship: hybrid DDPM loss, noisy-image batches for guidance networks, resume,
+rank-0-only handlers for multi-GPU runs."""
 
+from .distributed import handlers_for_rank, rank
 from .handlers import ProgressBar, ResumableCheckpoint, latest_checkpoint, split_prediction
 from .losses import HybridDiffusionLoss
 from .prepare_batch import HybridPrepareBatch, NoisyImagePrepareBatch
 
 __all__ = ["HybridDiffusionLoss", "HybridPrepareBatch", "NoisyImagePrepareBatch", "ProgressBar", "ResumableCheckpoint",
-           "latest_checkpoint", "split_prediction"]
+           "latest_checkpoint", "split_prediction", "handlers_for_rank", "rank"]
 
 from .label_dropout import LabelDropoutPrepareBatch, drop_labels  # noqa: E402
 

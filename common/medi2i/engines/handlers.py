@@ -8,6 +8,8 @@ import os
 from ignite.engine import Engine, Events
 from monai.handlers import CheckpointLoader, CheckpointSaver, from_engine
 
+from .distributed import rank
+
 
 def latest_checkpoint(directory: str, pattern: str = "checkpoint*.pt") -> str | None:
     """The most recently written file matching ``pattern`` in ``directory``, or None."""
@@ -20,7 +22,8 @@ class ResumableCheckpoint:
     ends or is interrupted (MONAI ``CheckpointSaver``), and on ``STARTED`` resume from the newest
     ``checkpoint*.pt`` there (MONAI ``CheckpointLoader``), so an interrupted run continues where it stopped.
 
-    The trainer is added at ``attach`` time, which keeps bundle configs free of a circular reference.
+    The trainer is added at ``attach`` time, which keeps bundle configs free of a circular reference. In a
+    distributed run every rank resumes but only rank 0 writes checkpoints.
     """
 
     def __init__(self, directory: str, save_dict: dict, save_interval: int = 1, resume: bool = True, map_location=None):
@@ -31,6 +34,8 @@ class ResumableCheckpoint:
         objects = {**self.save_dict, "trainer": engine}
         if self.resume:
             engine.add_event_handler(Events.STARTED, self._resume, objects)
+        if rank() != 0:
+            return
         CheckpointSaver(save_dir=self.directory, save_dict=objects, file_prefix="",
                         save_interval=self.save_interval, n_saved=1, save_final=True,
                         final_filename="checkpoint_final.pt").attach(engine)

@@ -1,5 +1,6 @@
-"""Networks MONAI lacks (small, documented); everything else is MONAI's."""
+"""Networks MONAI lacks (small, documented), and strict weight loading with one-line errors."""
 
+from .checkpoints import load_weights
 from .encoder import PooledDiffusionModelEncoder
 
-__all__ = ["PooledDiffusionModelEncoder"]
+__all__ = ["PooledDiffusionModelEncoder", "load_weights"]

@@ -1,11 +1,14 @@
 """Runners that bundle configs call: guided translation over many cases, evaluation."""
 
-from .checkpoints import load_weights
+from .anomaly_evaluation import AnomalyEvaluation
+from ..networks.checkpoints import load_weights
 from .growth_evaluation import GrowthEvaluation
+from .inpainting_evaluation import InpaintingEvaluation
 from .scores import MeasuredTumourSize, RegressorScore
 from .translate import GuidedTranslation, growth_targets
 
-__all__ = ["GrowthEvaluation", "GuidedTranslation", "growth_targets", "load_weights", "MeasuredTumourSize", "RegressorScore"]
+__all__ = ["GrowthEvaluation", "GuidedTranslation", "growth_targets", "load_weights", "MeasuredTumourSize", "RegressorScore",
+           "AnomalyEvaluation", "InpaintingEvaluation"]
 
 from .contrast_generation import ContrastGeneration, check_num_samples, generate  # noqa: E402
 

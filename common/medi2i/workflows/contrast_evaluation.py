@@ -23,7 +23,7 @@ from ..diffusion.generation_inferer import ContrastGenerationInferer, check_guid
 from ..errors import check_file, exit_on_input_error, require
 from ..metrics import frechet_distance, histogram_distance
 from ..viz import sample_grid
-from .checkpoints import load_weights
+from ..networks.checkpoints import load_weights
 from .contrast_generation import check_num_samples, generate
 from .tables import write_tables
 

@@ -24,7 +24,7 @@ from ..data.io import save_csv, save_nifti, staged_output
 from ..diffusion.generation_inferer import ContrastGenerationInferer, check_guidance_weight
 from ..errors import exit_on_input_error, require
 from ..viz import sample_grid, trajectory_gif, trajectory_strip
-from .checkpoints import load_weights
+from ..networks.checkpoints import load_weights
 
 
 def contrast_slug(name: str) -> str:

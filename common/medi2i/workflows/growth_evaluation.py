@@ -19,7 +19,7 @@ from ..data.brats import brain_mask
 from ..errors import check_file, exit_on_input_error, require
 from ..metrics import TumourSize, dilate, masked_psnr, masked_ssim
 from ..viz import requested_vs_achieved
-from .checkpoints import load_weights
+from ..networks.checkpoints import load_weights
 from .scores import RegressorScore
 from .tables import write_tables
 

@@ -20,7 +20,7 @@ from ..data.cases import PreparedSlice, prepare_slice, resolve_cases
 from ..data.io import save_csv, save_nifti, staged_output
 from ..errors import exit_on_input_error, require
 from ..viz import translation_panel
-from .checkpoints import load_weights
+from ..networks.checkpoints import load_weights
 
 #: a score maps (B, C, H, W) images and their (B, 1, H, W) brain masks to (B,) values, e.g. R(x, 0)
 Score = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
@@ -54,13 +54,18 @@ class GuidedTranslation:
         image_size: network input size (slices are zero-padded to it).
         scores: name -> :data:`Score`, reported for the input and each output in ``summary.csv``.
         batch_size: images (case x target) per sampler call.
+        case_inputs: optional per-case guidance inputs, ``prepared slice -> {name: (1, S, S) tensor}`` (e.g. the
+            desired mask z): computed for every case before any translation (so a bad one is an error before
+            anything is written), passed to the inferer, written as ``<name>.nii.gz`` and drawn over the panel.
     """
 
     def __init__(self, inputs, output_dir: str, network: torch.nn.Module, inferer, targets: list[dict],
                  checkpoints: Sequence = (), image_size: int = 256, scores: dict[str, Score] | None = None,
                  slice_index: int | str = "largest_tumour", datalist_section: str = "test_cases", batch_size: int = 8,
-                 device="cpu", seed: int = 0, overwrite: bool = False, panel: bool = True):
+                 device="cpu", seed: int = 0, overwrite: bool = False, panel: bool = True,
+                 case_inputs: Callable[[PreparedSlice], dict[str, torch.Tensor]] | None = None):
         self.inputs, self.output_dir, self.network, self.inferer = inputs, output_dir, network, inferer
+        self.case_inputs, self._case_tensors = case_inputs, {}
         self.targets, self.checkpoints, self.image_size = targets, list(checkpoints), int(image_size)
         self.scores = scores or {}
         self.slice_index, self.section, self.batch_size = slice_index, datalist_section, max(1, int(batch_size))
@@ -79,9 +84,12 @@ class GuidedTranslation:
                     "output folder exists and is not empty (set overwrite=true to replace it)")
         for module, path, what in self.checkpoints:
             load_weights(module, path, what, map_location=self.device)
+        if hasattr(self.inferer, "load"):
+            self.inferer.load(map_location=self.device)
         self.network.eval()
         with tqdm(cases, desc="loading", unit="case") as bar:  # closed (new line) even when a case is bad
             prepared = [prepare_slice(case, self.image_size, self.slice_index) for case in bar]
+        self._case_tensors = {p.name: self.case_inputs(p) for p in prepared} if self.case_inputs else {}
         set_determinism(self.seed)
         rows: list[dict] = []
         with tqdm(range(0, len(prepared), self.batch_size), desc="translating", unit="batch") as bar:
@@ -100,6 +108,9 @@ class GuidedTranslation:
         brain = torch.stack([p.brain[..., 0] for p in chunk]).to(self.device)
         keys = [key for key in self.targets[0] if key != "name"]
         kwargs = {key: torch.tensor([t[key] for t in self.targets] * len(chunk), device=self.device) for key in keys}
+        for key in self._case_tensors.get(chunk[0].name, {}):
+            per_case = torch.stack([self._case_tensors[p.name][key] for p in chunk]).to(self.device)
+            kwargs[key] = per_case.repeat_interleave(k, 0)
         start = time.perf_counter()
         out = self.inferer(x.repeat_interleave(k, 0), self.network, **kwargs)
         seconds = (time.perf_counter() - start) / out.shape[0]
@@ -129,5 +140,9 @@ class GuidedTranslation:
                 save_nifti(prep.restore(image.unsqueeze(-1)), os.path.join(folder, f"{name}.nii.gz"))
                 diff = (image - source).abs().sum(0, keepdim=True)
                 save_nifti(prep.restore(diff.unsqueeze(-1)), os.path.join(folder, f"{name}_difference.nii.gz"))
+            extra = self._case_tensors.get(prep.name, {})
+            for name, image in extra.items():
+                save_nifti(prep.restore(image.float().cpu().unsqueeze(-1)), os.path.join(folder, f"{name}.nii.gz"))
             if self.panel:
-                translation_panel(os.path.join(folder, "panel.png"), source, outputs, notes=notes)
+                overlay = next(iter(extra.values()))[0].cpu() if extra else None
+                translation_panel(os.path.join(folder, "panel.png"), source, outputs, notes=notes, overlay=overlay)

@@ -1,0 +1,89 @@
+"""Evaluation of tumour inpainting (what ``evaluate.json`` runs), on the folder ``inference.json`` wrote.
+
+Per case: the share of the absolute change ``sum_c |output - input|`` that lies inside the desired mask z
+dilated by ``margin`` pixels (the paper's claim: only the masked region changes), the Dice between the
+segmenter's ``S(x_0, 0) > threshold`` and z on the output (and on the input, as the baseline), and PSNR/SSIM
+over the brain outside the dilated mask.
+"""
+
+from __future__ import annotations
+
+import csv
+import os
+
+import numpy as np
+import torch
+from monai.metrics import compute_dice
+
+from ..data.brats import brain_mask
+from ..errors import check_file, exit_on_input_error, require
+from ..metrics import dilate, masked_psnr, masked_ssim
+from ..networks.checkpoints import load_weights
+from .growth_evaluation import _load
+from .tables import write_tables
+
+
+def read_summary(inference_dir: str) -> list[dict]:
+    """Rows of ``<inference_dir>/summary.csv`` (one-line error when inference has not run)."""
+    summary = check_file(os.path.join(inference_dir, "summary.csv"), "inference summary (run the inference config first)")
+    with open(summary) as f:
+        rows = list(csv.DictReader(f))
+    require(len(rows) > 0, summary, "has no rows")
+    return rows
+
+
+def mean_row(rows: list[dict], keys, **first) -> dict:
+    """``first`` plus the NaN-ignoring mean of ``keys`` over ``rows``."""
+    out = dict(first, n=len(rows))
+    for key in keys:
+        values = [r[key] for r in rows if not np.isnan(r[key])]
+        out[key] = float(np.mean(values)) if values else float("nan")
+    return out
+
+
+class InpaintingEvaluation:
+    """Args: inference_dir, output_dir, the segmenter S and its checkpoint, the dilation ``margin`` (pixels),
+    the threshold on S and the translated image's name (``target``)."""
+
+    KEYS = ("share_inside_mask", "dice_output", "dice_input", "psnr_outside_mask", "ssim_outside_mask")
+
+    def __init__(self, inference_dir: str, output_dir: str, segmenter: torch.nn.Module, segmenter_checkpoint: str,
+                 margin: int = 3, threshold: float = 0.5, target: str = "inpainted", device="cpu"):
+        self.inference_dir, self.output_dir = inference_dir, output_dir
+        self.segmenter, self.segmenter_checkpoint = segmenter, segmenter_checkpoint
+        self.margin, self.threshold, self.target, self.device = int(margin), float(threshold), target, torch.device(device)
+
+    @torch.no_grad()
+    def _dice(self, image: torch.Tensor, z: torch.Tensor) -> float:
+        t = torch.zeros(1, dtype=torch.long, device=self.device)
+        seg = (torch.sigmoid(self.segmenter(image.to(self.device), timesteps=t)) > self.threshold).float().cpu()
+        return float(compute_dice(seg, z, include_background=True, ignore_empty=False)[0, 0])
+
+    def _case_metrics(self, row: dict) -> dict:
+        folder = os.path.join(self.inference_dir, row["case"])
+        x_in = _load(os.path.join(folder, "input.nii.gz"))[None]
+        x_out = _load(os.path.join(folder, f"{row['target']}.nii.gz"))[None]
+        z = _load(os.path.join(folder, "mask.nii.gz"))[None] > 0
+        require(x_in.shape == x_out.shape, folder, f"output shape {tuple(x_out.shape)} differs from input {tuple(x_in.shape)}")
+        change = (x_out - x_in).abs().sum(1, keepdim=True)
+        region = dilate(z, self.margin)
+        outside = brain_mask(x_in[0])[None] & ~region
+        return {"case": row["case"], "target": row["target"],
+                "share_inside_mask": float(change[region].sum() / change.sum().clamp_min(1e-12)),
+                "dice_output": self._dice(x_out, z.float()), "dice_input": self._dice(x_in, z.float()),
+                "psnr_outside_mask": float(masked_psnr(x_out, x_in, outside)),
+                "ssim_outside_mask": float(masked_ssim(x_out, x_in, outside))}
+
+    @exit_on_input_error
+    def run(self) -> list[dict]:
+        rows = [r for r in read_summary(self.inference_dir) if r["target"] == self.target]
+        require(len(rows) > 0, self.inference_dir, f"no '{self.target}' translation in summary.csv")
+        load_weights(self.segmenter, self.segmenter_checkpoint, "segmenter checkpoint", map_location=self.device)
+        self.segmenter.eval()
+        per_case = [self._case_metrics(r) for r in rows]
+        table = [mean_row(per_case, self.KEYS, target=self.target)]
+        paths = write_tables(table, self.output_dir, "metrics", "Tumour inpainting: change inside the mask, Dice, "
+                             "preservation outside", {"per_case": per_case, "inference_dir": os.path.abspath(self.inference_dir)})
+        write_tables(per_case, self.output_dir, "per_case")
+        print(open(paths["markdown"]).read())
+        return table

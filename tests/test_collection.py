@@ -1,0 +1,97 @@
+"""Checks every bundle under bundles/ must pass (issue 'Ecosystem'): static checks of files, metadata, docs, sizes,
+paths and overlays; configs instantiate; MONAI workflow properties; TorchScript; the standalone export running
+outside the repository; the MONAI Label contract; the multi-GPU overlays (two gloo processes for one overlay per
+bundle, a one-process group for the others)."""
+
+import json
+import os
+import subprocess
+import sys
+
+import nibabel as nib
+import numpy as np
+import pytest
+import torch
+
+from conftest import BUNDLES, ROOT
+from medi2i import verify
+from medi2i.serving import bundle_infer
+
+BUNDLE_DIRS = [os.path.join(ROOT, "bundles", b) for b in BUNDLES]
+
+
+def _overlay_cases():
+    cases = []
+    for bundle in BUNDLE_DIRS:
+        for k, config in enumerate(verify.train_configs(bundle)):
+            cases.append(pytest.param(bundle, config, k == 0, id=f"{os.path.basename(bundle)}-{config}"))
+    return cases
+
+
+@pytest.mark.parametrize("check", list(verify.STATIC_CHECKS))
+@pytest.mark.parametrize("bundle", BUNDLE_DIRS, ids=BUNDLES)
+def test_static_checks(bundle, check):
+    assert verify.STATIC_CHECKS[check](bundle) == []
+
+
+@pytest.mark.parametrize("bundle", BUNDLE_DIRS, ids=BUNDLES)
+def test_configs_instantiate_and_meet_monai_properties(bundle, tiny_run):
+    run = tiny_run(bundle)
+    for config in verify.runnable_configs(bundle):
+        verify.instantiate_config(bundle, config, verify.tiny_overrides(bundle, run, config))
+    assert verify.check_properties(bundle, run) == []
+    verify.check_torchscript(bundle, run)
+
+
+@pytest.mark.parametrize("bundle", BUNDLE_DIRS, ids=BUNDLES)
+def test_standalone_export_and_monai_label_contract(bundle, tiny_run, tmp_path):
+    run = tiny_run(bundle)
+    detail = verify.check_standalone(bundle, run, str(tmp_path))
+    zips = list((tmp_path / "dist").glob("*.zip"))
+    assert len(zips) == 1 and (tmp_path / "dist" / (zips[0].name + ".sha256")).is_file()
+    meta = json.load(open(tmp_path / "unpacked" / os.path.basename(bundle) / "configs" / "metadata.json"))
+    assert "medi2i" not in meta["required_packages_version"] and meta["vendored_packages"]["medi2i"]
+    sample = verify.sample_image(bundle, run)
+    if sample is None:  # 3D bundles: MONAI Label's 2D contract does not apply
+        assert "standalone" in detail
+        return
+    # the contract in-process too: a translated image of the input's size with the input's affine
+    overrides = verify.tiny_overrides(bundle, run, "inference.json")
+    pred = bundle_infer(bundle, sample, str(tmp_path / "pred.nii.gz"), overrides=overrides,
+                        overlays=[os.path.join(bundle, "configs", "demo.json")], model_file=os.path.join(run["ckpt_dir"], "model.pt"))
+    source, written = nib.load(sample), nib.load(tmp_path / "pred.nii.gz")
+    assert written.shape[:2] == source.shape[:2] and np.allclose(written.affine, source.affine)
+    assert torch.isfinite(torch.as_tensor(pred)).all()
+    served = nib.load(tmp_path / "served.nii.gz")  # the standalone copy served the same image the same way
+    assert np.allclose(served.get_fdata(), written.get_fdata(), atol=1e-4)
+
+
+def _overlay_files(bundle, config, run, tmp_path):
+    overrides = {**verify.tiny_overrides(bundle, run, config), "bundle_root": str(tmp_path),
+                 "ckpt_dir": str(tmp_path / "models"), "num_workers": 0}
+    path = tmp_path / "overrides.json"
+    path.write_text(json.dumps(overrides))
+    return [*verify.config_files(bundle, config), os.path.join(bundle, "configs", verify.multi_gpu_overlay(bundle, config)), str(path)]
+
+
+@pytest.mark.parametrize("bundle,config,two_processes", _overlay_cases())
+def test_multi_gpu_overlay(bundle, config, two_processes, tiny_run, tmp_path):
+    run = tiny_run(bundle)
+    files = _overlay_files(bundle, config, run, tmp_path)
+    meta = os.path.join(bundle, "configs", "metadata.json")
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    if two_processes:
+        cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", "-m", "monai.bundle",
+               "run", "--config_file", repr(files), "--meta_file", meta]
+    else:
+        env.update(RANK="0", LOCAL_RANK="0", WORLD_SIZE="1", MASTER_ADDR="127.0.0.1", MASTER_PORT=str(29600 + os.getpid() % 300))
+        cmd = [sys.executable, "-m", "monai.bundle", "run", "--config_file", repr(files), "--meta_file", meta]
+    proc = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    world = 2 if two_processes else 1
+    for rank in range(world):
+        assert f"rank {rank} of {world} finished" in proc.stdout + proc.stderr
+    checkpoints = [f for _, _, files in os.walk(tmp_path) for f in files if f.endswith(".pt")]
+    assert checkpoints, "no checkpoint written"
+    events = [f for _, _, files in os.walk(tmp_path) for f in files if f.startswith("events.out.tfevents")]
+    assert len({e.split(".")[-2] for e in events}) <= 1, f"TensorBoard files from more than one process: {events}"

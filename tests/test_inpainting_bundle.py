@@ -1,0 +1,154 @@
+"""The tumour-inpainting bundle through monai.bundle: tiny train -> infer -> evaluate (segmentation and classifier
+guidance), inference on the growth bundle's DDPM checkpoint, one DDPM description for both bundles, the MONAI
+Label entry points, the real BraTS case, and bad input."""
+
+import csv
+import glob
+import json
+import os
+import subprocess
+import sys
+
+import nibabel as nib
+import numpy as np
+import pytest
+import torch
+from monai.bundle import ConfigParser
+
+from conftest import GROWTH, ROOT, expect_input_error, shared
+from medi2i.configsync import sync_diffusion
+from medi2i.recipes import load_recipe, run_recipe, run_step
+
+BUNDLE = os.path.join(ROOT, "bundles", "brats_mri_tumor_inpainting_segmentation_guidance")
+CONFIGS = os.path.join(BUNDLE, "configs")
+
+
+@pytest.fixture(scope="session")
+def inpainting_run(tiny_run):
+    """This bundle's recipe at tiny size: phantoms -> DDPM, segmenter, classifier -> both inferences -> evaluations."""
+    return tiny_run(BUNDLE)
+
+
+def _overrides(run, **extra):
+    _, recipe = load_recipe(BUNDLE)
+    return {**recipe["tiny"]["overrides"], "bundle_root": run["output_dir"], "dataset_dir": run["dataset_dir"],
+            "ckpt_dir": run["ckpt_dir"], **extra}
+
+
+def _rows(path):
+    with open(path) as f:
+        return list(csv.DictReader(f))
+
+
+def test_tiny_train_infer_evaluate(inpainting_run):
+    out = inpainting_run["output_dir"]
+    for name in ("model.pt", "segmenter.pt", "classifier.pt"):
+        assert os.path.isfile(os.path.join(out, "models", name)), name
+    rows = _rows(os.path.join(out, "outputs", "summary.csv"))
+    assert rows and {r["target"] for r in rows} == {"inpainted"}
+    for row in rows:
+        folder = os.path.join(out, "outputs", row["case"])
+        assert {"input.nii.gz", "mask.nii.gz", "inpainted.nii.gz", "inpainted_difference.nii.gz", "panel.png"} <= set(os.listdir(folder))
+        source = glob.glob(os.path.join(inpainting_run["dataset_dir"], "slices", "*", row["case"] + ".nii.gz"))[0]
+        written = nib.load(os.path.join(folder, "inpainted.nii.gz"))
+        assert written.shape == (32, 32, 1, 4) and np.allclose(written.affine, nib.load(source).affine)  # affine kept
+        mask = np.asarray(nib.load(os.path.join(folder, "mask.nii.gz")).dataobj)
+        flair = np.asarray(nib.load(source).dataobj)[..., 3]
+        assert mask.sum() > 0 and np.all(flair[mask[..., 0] > 0] > 0)  # a non-empty z inside the brain
+    metrics = json.load(open(os.path.join(out, "eval", "metrics.json")))["rows"][0]
+    assert metrics["n"] == len(rows) and 0 <= metrics["share_inside_mask"] <= 1 and 0 <= metrics["dice_output"] <= 1
+    assert np.isfinite(metrics["psnr_outside_mask"]) and os.path.isfile(os.path.join(out, "eval", "metrics.md"))
+    anomaly = json.load(open(os.path.join(out, "eval_classifier", "metrics.json")))["rows"][0]
+    assert anomaly["target"] == "healthy" and 0 <= anomaly["auroc"] <= 1 and 0 <= anomaly["best_dice"] <= 1
+    for row in _rows(os.path.join(out, "outputs_classifier", "summary.csv")):
+        assert os.path.isfile(os.path.join(out, "outputs_classifier", row["case"], "healthy_difference.nii.gz"))
+
+
+def test_inference_on_the_growth_bundles_ddpm(inpainting_run, tiny_growth_run, tmp_path):
+    """One DDPM for all guidances: the checkpoint written by the growth bundle's train_diffusion.json."""
+    growth_model = os.path.join(tiny_growth_run["ckpt_dir"], "model.pt")
+    run_step(BUNDLE, "inference.json", _overrides(inpainting_run, ddpm_checkpoint=growth_model, output_dir=str(tmp_path / "out")))
+    rows = _rows(tmp_path / "out" / "summary.csv")
+    assert rows == [{**r, "seconds_per_image": rows[i]["seconds_per_image"]}
+                    for i, r in enumerate(_rows(os.path.join(inpainting_run["output_dir"], "outputs", "summary.csv")))]
+    case = rows[0]["case"]
+    ours = nib.load(os.path.join(inpainting_run["output_dir"], "outputs", case, "inpainted.nii.gz")).get_fdata()
+    theirs = nib.load(str(tmp_path / "out" / case / "inpainted.nii.gz")).get_fdata()
+    # the same train_diffusion.json on the same phantoms with the same seed trains the same DDPM, bit for bit
+    mine = torch.load(os.path.join(inpainting_run["ckpt_dir"], "model.pt"), weights_only=True)
+    assert all(torch.equal(mine[k], v) for k, v in torch.load(growth_model, weights_only=True).items())
+    assert np.allclose(ours, theirs)
+
+
+def test_both_bundles_describe_the_same_ddpm():
+    assert sync_diffusion(GROWTH, BUNDLE, ("inference.json", "inference_classifier.json"), write=False) == []
+    small = {"image_size": 32, "norm_num_groups": 8, "ddpm_channels": [8, 16], "ddpm_attention_levels": [False, True]}
+
+    def shapes(bundle, config):
+        parser = ConfigParser()
+        parser.read_config(os.path.join(bundle, "configs", config))
+        parser.update(small)
+        return {k: v.shape for k, v in parser.get_parsed_content("network_def").state_dict().items()}
+
+    reference = shapes(GROWTH, "train_diffusion.json")
+    for config in ("train_diffusion.json", "inference.json", "inference_classifier.json"):
+        assert shapes(BUNDLE, config) == reference, config
+
+
+def test_paper_settings_by_default():
+    parser = ConfigParser()
+    parser.read_config(os.path.join(CONFIGS, "inference.json"))
+    assert (parser["noise_level"], parser["gradient_scale"], parser["stride"], parser["image_size"]) == (400, 5.0, 1, 256)
+    parser.read_config(os.path.join(CONFIGS, "train_segmenter.json"))
+    segmenter = parser.get_parsed_content("network_def")
+    assert segmenter.out_channels == 1 and list(segmenter.block_out_channels) == [128, 128, 256, 256, 512, 512]
+
+
+def test_real_brats_case_anomaly_map(inpainting_run, tmp_path):
+    """The real BraTS 2018 case through classifier-guided healthy translation and the anomaly-map evaluation
+    (tiny networks trained on phantoms: this checks reading, 240 -> 256 padding and evaluation on real data,
+    not quality; the Dice/AUROC it prints are not results)."""
+    case = shared("brats2018", "Brats18_TCIA01_201_1")
+    common = _overrides(inpainting_run, image_size=256, inputs=case, bundle_root=str(tmp_path), noise_level=200, stride=200)
+    run_step(BUNDLE, "inference_classifier.json", common)
+    run_step(BUNDLE, "evaluate_classifier.json", common)
+    folder = tmp_path / "outputs_classifier" / "Brats18_TCIA01_201_1"
+    written = nib.load(str(folder / "healthy_difference.nii.gz"))
+    flair = nib.load(os.path.join(case, "Brats18_TCIA01_201_1_flair.nii.gz"))
+    assert written.shape == (240, 240, 1, 1)
+    assert np.allclose(written.affine[:3, 3], flair.affine[:3, 3] + flair.affine[:3, 2] * 89)  # the largest-tumour slice
+    anomaly = json.load(open(tmp_path / "eval_classifier" / "metrics.json"))["rows"][0]
+    assert anomaly["n"] == 1 and 0 <= anomaly["auroc"] <= 1 and 0 < anomaly["best_dice"] <= 1
+
+
+# ---- bad input: one line on stderr, exit status 2, nothing written -------------------------------------------
+
+def _expect_error(capsys, overrides, message, config="inference.json"):
+    expect_input_error(capsys, BUNDLE, config, overrides, message)
+
+
+def test_bad_masks_and_checkpoints(capsys, inpainting_run, tmp_path):
+    args = _overrides(inpainting_run, output_dir=str(tmp_path / "out"))
+    nib.save(nib.Nifti1Image(np.ones((20, 32), np.uint8), np.eye(4)), str(tmp_path / "wrong.nii.gz"))
+    _expect_error(capsys, {**args, "mask_file": str(tmp_path / "wrong.nii.gz")},
+                  "wrong.nii.gz: mask shape (20, 32) differs from the image slice (32, 32)")
+    nib.save(nib.Nifti1Image(np.zeros((32, 32), np.uint8), np.eye(4)), str(tmp_path / "empty.nii.gz"))
+    _expect_error(capsys, {**args, "mask_file": str(tmp_path / "empty.nii.gz")}, "empty.nii.gz: mask is empty")
+    _expect_error(capsys, {**args, "mask_centre": [0, 0], "mask_radius": 3}, "mask lies outside the brain")
+    _expect_error(capsys, {**args, "ckpt_dir": str(tmp_path / "none"), "ddpm_checkpoint": os.path.join(inpainting_run["ckpt_dir"], "model.pt")},
+                  "segmenter.pt: segmenter checkpoint not found")
+    _expect_error(capsys, {**args, "ddpm_checkpoint": str(tmp_path / "none.pt")}, "none.pt: diffusion model checkpoint not found")
+    _expect_error(capsys, {**args, "inference_dir": str(tmp_path / "none"), "output_dir": str(tmp_path / "out")},
+                  "summary.csv: inference summary", "evaluate.json")
+    assert not os.path.exists(tmp_path / "out")
+
+
+def test_command_line_error_is_one_line_with_nonzero_exit(tmp_path):
+    configs = [os.path.join(CONFIGS, name) for name in ("inference.json", "demo.json")]
+    args = [sys.executable, "-m", "monai.bundle", "run", "--config_file", str(configs),
+            "--meta_file", os.path.join(CONFIGS, "metadata.json"), "--bundle_root", str(tmp_path),
+            "--inputs", str(tmp_path / "missing_slice.nii.gz"), "--output_dir", str(tmp_path / "out")]
+    proc = subprocess.run(args, capture_output=True, text=True, cwd=ROOT, timeout=300)
+    assert proc.returncode == 2
+    assert proc.stderr.strip().splitlines()[-1] == f"error: {tmp_path / 'missing_slice.nii.gz'}: no such file or folder"
+    assert "Traceback" not in proc.stderr and not os.path.exists(tmp_path / "out")
