@@ -2,7 +2,6 @@
 behaviour on phantoms, MONAI Label and workflow contracts, readers of real layouts, and bad input."""
 
 import csv
-import glob
 import json
 import os
 import subprocess
@@ -14,22 +13,25 @@ import numpy as np
 import pytest
 import torch
 from monai.bundle import ConfigParser, ConfigWorkflow
+from monai.transforms import LoadImage
+from PIL import Image
 
 from conftest import ROOT, shared
 from medi2i.data.contrast_slices import build_contrast_datalist, contrast_counts
 from medi2i.data.fastmri import read_fastmri_volume
 from medi2i.errors import InputError
-from medi2i.recipes import load_recipe, run_recipe, run_step
+from medi2i.recipes import load_recipe, run_step
+from medi2i.serving import bundle_infer
 
 BUNDLE = os.path.join(ROOT, "bundles", "brain_mri_contrast_generation_cddpm")
 CONFIGS = os.path.join(BUNDLE, "configs")
 PAPER_CONTRASTS = ["FLAIR", "T1", "T1 post-contrast", "T2"]
 
 
-@pytest.fixture(scope="module")
-def tiny_run(tmp_path_factory):
+@pytest.fixture(scope="session")
+def cddpm_run(tiny_run):
     """The bundle's recipe at tiny size: contrast phantoms -> train DDPM -> train classifier -> infer -> evaluate."""
-    return run_recipe(BUNDLE, str(tmp_path_factory.mktemp("contrast_tiny")), tiny=True)
+    return tiny_run(BUNDLE)
 
 
 def _tiny_overrides(run, **extra):
@@ -38,8 +40,8 @@ def _tiny_overrides(run, **extra):
             "ckpt_dir": run["ckpt_dir"], **extra}
 
 
-def test_tiny_train_infer_evaluate(tiny_run):
-    (overlay, recipe), out = load_recipe(BUNDLE), tiny_run["output_dir"]
+def test_tiny_train_infer_evaluate(cddpm_run):
+    (overlay, recipe), out = load_recipe(BUNDLE), cddpm_run["output_dir"]
     tiny = recipe["tiny"]
     for path in ("models/model.pt", "models/classifier.pt", "runs/diffusion/checkpoint_final.pt", "runs/classifier/checkpoint_final.pt"):
         assert os.path.isfile(os.path.join(out, path)), path
@@ -60,10 +62,10 @@ def test_tiny_train_infer_evaluate(tiny_run):
 
 
 @pytest.mark.parametrize("config, kind", [("train.json", "train"), ("train_classifier.json", "train"), ("inference.json", "infer")])
-def test_workflow_properties(tiny_run, config, kind):
+def test_workflow_properties(cddpm_run, config, kind):
     workflow = ConfigWorkflow(config_file=[os.path.join(CONFIGS, config), os.path.join(CONFIGS, "demo.json")],
                               meta_file=os.path.join(CONFIGS, "metadata.json"), workflow_type=kind,
-                              **_tiny_overrides(tiny_run, bundle_root=tiny_run["output_dir"] + "/workflow", cache_rate=0.0))
+                              **_tiny_overrides(cddpm_run, bundle_root=cddpm_run["output_dir"] + "/workflow", cache_rate=0.0))
     workflow.initialize()
     if kind == "train":
         missing = workflow.check_properties()
@@ -76,22 +78,25 @@ def test_workflow_properties(tiny_run, config, kind):
     assert all(f"`{name}`" in docs for name in missing)
 
 
-def test_monai_label_contract(tiny_run):
-    parser = ConfigParser()
-    parser.read_config([os.path.join(CONFIGS, "inference.json"), os.path.join(CONFIGS, "demo.json")])
-    parser.update(_tiny_overrides(tiny_run, contrast="T2", guidance_weight=2.0))
-    parser.parse()
-    network = parser.get_parsed_content("network_def")
-    network.load_state_dict(torch.load(os.path.join(tiny_run["ckpt_dir"], "model.pt"), weights_only=True))
-    sample = sorted(glob.glob(os.path.join(tiny_run["dataset_dir"], load_recipe(BUNDLE)[1]["tiny"]["sample_image"])))[0]
-    data = parser.get_parsed_content("preprocessing")({"image": sample})
-    inferer = parser.get_parsed_content("inferer")
-    pred = inferer(data["image"][None], network.eval())
-    assert pred.shape == (1, *data["image"].shape)  # the input fixes the output size
-    out = parser.get_parsed_content("postprocessing")({"pred": pred[0]})["pred"]
-    assert float(out.min()) >= 0.0 and float(out.max()) <= 1.0
-    again = inferer(data["image"][None], network)
-    assert torch.equal(pred, again)  # seeded
+def test_monai_label_contract(cddpm_run, tmp_path):
+    """MONAI Label's steps (``bundle_infer``): the input slice fixes the output's size and affine, whatever its size,
+    format or channels; a volume is refused with a one-line error naming the file."""
+    kwargs = dict(overrides=_tiny_overrides(cddpm_run, contrast="T2", guidance_weight=2.0),
+                  overlays=[os.path.join(CONFIGS, "demo.json")], model_file=os.path.join(cddpm_run["ckpt_dir"], "model.pt"))
+    affine = np.array([[0.9, 0, 0, 5], [0, 1.3, 0, -7], [0, 0, 3, 2], [0, 0, 0, 1]])
+    nib.save(nib.Nifti1Image(np.random.default_rng(0).random((30, 22), np.float32), affine), tmp_path / "slice.nii.gz")
+    pred = bundle_infer(BUNDLE, str(tmp_path / "slice.nii.gz"), str(tmp_path / "pred.nii.gz"), **kwargs)
+    written = nib.load(tmp_path / "pred.nii.gz")
+    assert written.shape[:2] == (30, 22) and np.allclose(written.affine, affine)  # not the network's 16 x 16
+    assert float(pred.min()) >= 0.0 and float(pred.max()) <= 1.0
+    assert torch.equal(pred, bundle_infer(BUNDLE, str(tmp_path / "slice.nii.gz"), **kwargs))  # seeded
+    Image.fromarray(np.zeros((20, 24, 3), np.uint8)).save(tmp_path / "slice.png")  # RGB: channels are averaged
+    png = bundle_infer(BUNDLE, str(tmp_path / "slice.png"), **kwargs)
+    assert png.shape[1:] == LoadImage(image_only=True, ensure_channel_first=True)(str(tmp_path / "slice.png")).shape[1:]
+    nib.save(nib.Nifti1Image(np.ones((8, 8, 5), np.float32), affine), tmp_path / "volume.nii.gz")
+    with pytest.raises(RuntimeError) as err:  # MONAI's Compose wraps the transform's error
+        bundle_infer(BUNDLE, str(tmp_path / "volume.nii.gz"), **kwargs)
+    assert str(err.value.__cause__) == f"{tmp_path / 'volume.nii.gz'}: expected a 2D slice, got spatial shape (8, 8, 5)"
 
 
 # ---- bad input: one line on stderr, exit status 2, nothing written -------------------------------------------
@@ -104,8 +109,8 @@ def _expect_error(capsys, overrides, message, config="inference.json"):
     assert err[-1].startswith("error: ") and message in err[-1], err[-1]
 
 
-def test_bad_settings(capsys, tiny_run, tmp_path):
-    args = _tiny_overrides(tiny_run, output_dir=str(tmp_path / "out"))
+def test_bad_settings(capsys, cddpm_run, tmp_path):
+    args = _tiny_overrides(cddpm_run, output_dir=str(tmp_path / "out"))
     _expect_error(capsys, {**args, "generate_contrasts": ["T1", "DWI"]}, "contrast: unknown contrast 'DWI' (configured: FLAIR, T1, T1 post-contrast, T2)")
     _expect_error(capsys, {**args, "guidance_weight": -0.5}, "guidance_weight: w must be a number >= 0")
     _expect_error(capsys, {**args, "num_samples": 0}, "num_samples: N must be a positive integer, got 0")
@@ -116,10 +121,10 @@ def test_bad_settings(capsys, tiny_run, tmp_path):
     assert not os.path.exists(tmp_path / "out") and not os.path.exists(tmp_path / "eval")
 
 
-def test_existing_outputs_are_not_overwritten(capsys, tiny_run, tmp_path):
+def test_existing_outputs_are_not_overwritten(capsys, cddpm_run, tmp_path):
     (tmp_path / "out").mkdir()
     (tmp_path / "out" / "keep.txt").write_text("user data")
-    _expect_error(capsys, _tiny_overrides(tiny_run, output_dir=str(tmp_path / "out")), "output folder exists and is not empty")
+    _expect_error(capsys, _tiny_overrides(cddpm_run, output_dir=str(tmp_path / "out")), "output folder exists and is not empty")
     assert os.listdir(tmp_path / "out") == ["keep.txt"]
 
 
@@ -207,7 +212,7 @@ def test_fastmri_without_h5py_is_a_one_line_error(monkeypatch, tmp_path):
 
 # ---- behaviour on contrast phantoms ------------------------------------------------------------------------
 
-def test_demo_weights_samples_separate_by_requested_contrast(tiny_run):
+def test_demo_weights_samples_separate_by_requested_contrast(cddpm_run):
     """Samples of each requested contrast have the phantom's brain-core intensity order (T1, T1 post-contrast >
     FLAIR > T2), and guidance w = 2 spreads the contrasts further apart than w = 0. Needs the demo weights (about
     1200 iterations, 51 s of CPU): the few iterations of the tiny run are not enough (see docs, Performance)."""
@@ -218,13 +223,13 @@ def test_demo_weights_samples_separate_by_requested_contrast(tiny_run):
 
     parser = ConfigParser()
     parser.read_config([os.path.join(CONFIGS, "inference.json"), os.path.join(CONFIGS, "demo.json")])
-    parser.update({"bundle_root": tiny_run["output_dir"]})
+    parser.update({"bundle_root": cddpm_run["output_dir"]})
     parser.parse()
     network = parser.get_parsed_content("network_def").eval()
     network.load_state_dict(torch.load(os.path.join(weights, "model.pt"), weights_only=True))
     inferer = parser.get_parsed_content("inferer")
     inferer.sampler.progress = False
-    real = load_real_slices(os.path.join(tiny_run["dataset_dir"], "datalist.json"), "training", PAPER_CONTRASTS)
+    real = load_real_slices(os.path.join(cddpm_run["dataset_dir"], "datalist.json"), "training", PAPER_CONTRASTS)
     size = real["T1"].shape[-1]
     core = (slice(None), 0, slice(size * 5 // 16, size * 11 // 16), slice(size * 5 // 16, size * 11 // 16))
     real_mean = {name: float(images[core].mean()) for name, images in real.items()}

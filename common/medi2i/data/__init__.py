@@ -14,3 +14,7 @@ __all__ = [
     "IXI_CONTRASTS", "find_ixi_subjects", "make_phantom", "write_phantom_dataset", "ScaleBrainIntensity", "ScaleBrainIntensityd", "axial_slice",
     "iter_slices", "relative_tumour_size", "DesiredMask", "blob_mask", "load_mask", "healthy_slices", "PrepareSliced", "RestoreSliced",
 ]
+
+from .canvas import PrepareCanvasd, RestoreCanvasd  # noqa: E402
+
+__all__ += ["PrepareCanvasd", "RestoreCanvasd"]
