@@ -215,7 +215,7 @@ def test_fastmri_without_h5py_is_a_one_line_error(monkeypatch, tmp_path):
 def test_demo_weights_samples_separate_by_requested_contrast(cddpm_run):
     """Samples of each requested contrast have the phantom's brain-core intensity order (T1, T1 post-contrast >
     FLAIR > T2), and guidance w = 2 spreads the contrasts further apart than w = 0. Needs the demo weights (about
-    1200 iterations, 51 s of CPU): the few iterations of the tiny run are not enough (see docs, Performance)."""
+    240 iterations, under 30 s of CPU): the few iterations of the tiny run are not enough (see docs, Performance)."""
     weights = os.path.join(BUNDLE, "models", "demo")
     if not os.path.isfile(os.path.join(weights, "model.pt")):
         pytest.skip("demo weights not present (reproduce them with the demo recipe in configs/demo.json)")
