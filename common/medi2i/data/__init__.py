@@ -15,3 +15,7 @@ __all__ = [
     "iter_slices", "relative_tumour_size", "DesiredMask", "blob_mask", "load_mask", "healthy_slices", "PrepareSliced", "RestoreSliced",
 ]
 from . import multimodal  # noqa: E402  (paired multi-modal volumes)
+
+from .canvas import PrepareCanvasd, RestoreCanvasd  # noqa: E402
+
+__all__ += ["PrepareCanvasd", "RestoreCanvasd"]

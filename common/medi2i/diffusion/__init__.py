@@ -9,3 +9,10 @@ from .label_guidance import ClassifierGuidance, SegmentationGuidance, mean_bce
 __all__ = ["DDIMSampler", "GuidedTranslationInferer", "Guidance", "RegressionGuidance", "freeze", "GaussianEpsilon", "GaussianPosteriorMeanRegressor",
            "ClassifierGuidance", "SegmentationGuidance", "mean_bce"]
 from .latent_translation import ConcatConditionDenoiser, LatentTranslationInferer  # noqa: E402
+
+from .analytic import ClassGaussianEpsilon  # noqa: E402
+from .classifier_free import ClassConditionalDiffusionInferer, ClassConditionalSampler, guided_epsilon  # noqa: E402
+from .generation_inferer import ContrastGenerationInferer, check_guidance_weight  # noqa: E402
+
+__all__ += ["ClassGaussianEpsilon", "ClassConditionalDiffusionInferer", "ClassConditionalSampler", "guided_epsilon",
+            "ContrastGenerationInferer", "check_guidance_weight"]

@@ -4,3 +4,7 @@ from .image import masked_psnr, masked_ssim
 from .tumour import TumourSize, dilate
 
 __all__ = ["masked_psnr", "masked_ssim", "TumourSize", "dilate"]
+
+from .intensity import frechet_distance, histogram_distance, tissue_histogram  # noqa: E402
+
+__all__ += ["frechet_distance", "histogram_distance", "tissue_histogram"]

@@ -10,3 +10,11 @@ from .translate import GuidedTranslation, growth_targets
 __all__ = ["GrowthEvaluation", "GuidedTranslation", "growth_targets", "load_weights", "MeasuredTumourSize", "RegressorScore",
            "AnomalyEvaluation", "InpaintingEvaluation"]
 from .multimodal_translation import MultiModalEvaluation, VolumeTranslation  # noqa: E402
+
+from .contrast_generation import ContrastGeneration, check_num_samples, generate  # noqa: E402
+
+__all__ += ["ContrastGeneration", "check_num_samples", "generate"]
+
+from .contrast_evaluation import ContrastEvaluation  # noqa: E402
+
+__all__ += ["ContrastEvaluation"]
