@@ -5,6 +5,7 @@ bundle, a one-process group for the others)."""
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 
@@ -67,6 +68,8 @@ def test_standalone_export_and_monai_label_contract(bundle, tiny_run, tmp_path):
 
 
 def _overlay_files(bundle, config, run, tmp_path):
+    # staged bundles: a train config may read the weights of earlier stages from ckpt_dir (copies keep their mtimes)
+    shutil.copytree(run["ckpt_dir"], tmp_path / "models")
     overrides = {**verify.tiny_overrides(bundle, run, config), "bundle_root": str(tmp_path),
                  "ckpt_dir": str(tmp_path / "models"), "num_workers": 0}
     path = tmp_path / "overrides.json"
@@ -86,12 +89,13 @@ def test_multi_gpu_overlay(bundle, config, two_processes, tiny_run, tmp_path):
     else:
         env.update(RANK="0", LOCAL_RANK="0", WORLD_SIZE="1", MASTER_ADDR="127.0.0.1", MASTER_PORT=str(29600 + os.getpid() % 300))
         cmd = [sys.executable, "-m", "monai.bundle", "run", "--config_file", repr(files), "--meta_file", meta]
+    before = {p: p.stat().st_mtime_ns for p in tmp_path.rglob("*.pt")}
     proc = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr[-2000:]
     world = 2 if two_processes else 1
     for rank in range(world):
         assert f"rank {rank} of {world} finished" in proc.stdout + proc.stderr
-    checkpoints = [f for _, _, files in os.walk(tmp_path) for f in files if f.endswith(".pt")]
-    assert checkpoints, "no checkpoint written"
+    written = [p for p in tmp_path.rglob("*.pt") if before.get(p) != p.stat().st_mtime_ns]
+    assert written, "no checkpoint written"
     events = [f for _, _, files in os.walk(tmp_path) for f in files if f.startswith("events.out.tfevents")]
     assert len({e.split(".")[-2] for e in events}) <= 1, f"TensorBoard files from more than one process: {events}"

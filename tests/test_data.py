@@ -161,3 +161,16 @@ def test_real_ixi_subject_found_with_its_contrasts(tmp_path):
     assert find_ixi_subjects(folder, contrasts=("PD",)) == [{"subject": "IXI002-Guys-0828", "PD": subject["PD"]}]
     with pytest.raises(InputError, match="no IXI image found"):
         find_ixi_subjects(str(tmp_path))
+
+
+def test_datalist_keeps_case_ids_that_name_folders(tmp_path):
+    """MONAI's loader makes any value naming an existing path absolute; a case id must stay an id."""
+    import json
+
+    from medi2i.data import load_section
+
+    (tmp_path / "Case_001").mkdir()
+    (tmp_path / "Case_001" / "img.nii.gz").write_bytes(b"")
+    (tmp_path / "datalist.json").write_text(json.dumps({"test": [{"case": "Case_001", "image": "Case_001/img.nii.gz"}]}))
+    item = load_section(str(tmp_path / "datalist.json"), "test")[0]
+    assert item["case"] == "Case_001" and item["image"] == str(tmp_path / "Case_001" / "img.nii.gz")

@@ -25,7 +25,9 @@ from collections.abc import Callable
 
 from monai.bundle import run as bundle_run
 
+from .data.contrast_slices import contrast_phantoms
 from .data.datalist import build_slice_datalist
+from .data.multimodal import brats_volume_phantoms
 from .data.phantoms import write_phantom_dataset
 from .data.phantoms2d import phantom_datalist
 from .errors import require
@@ -45,6 +47,8 @@ def _brats_phantoms(folder: str, num_cases: int = 32, shape=(64, 64, 32), seed: 
 #: generator name in a recipe -> function(folder, **args) returning the dataset_dir
 GENERATORS: dict[str, Callable[..., str]] = {"brats_phantoms": _brats_phantoms}
 GENERATORS["image2d_phantoms"] = phantom_datalist  # Med-cDiff bundles: pelvis T2 volumes or chest radiographs
+GENERATORS["brats_volume_phantoms"] = brats_volume_phantoms  # ALDM: 3D volumes + volume datalist
+GENERATORS["contrast_phantoms"] = contrast_phantoms
 
 
 def load_recipe(bundle_dir: str) -> tuple[dict, dict]:

@@ -36,8 +36,8 @@ DOC_SECTIONS = ("Overview", "Data", "Training configuration", "Performance", "Bu
 MAX_FILE_MB = 25
 #: strings in configs that point at one machine
 PERSONAL_PATH = re.compile(r"^(/|~)|/home/|/Users/|/root/|/work/|[A-Za-z]:\\")
-#: configs that are overlays merged into others, not runnable on their own
-OVERLAY_PATTERNS = ("demo.json", "multi_gpu*.json")
+#: configs that are overlays merged into others (demo sizes, multi-GPU, ablations), not runnable on their own
+OVERLAY_PATTERNS = ("demo.json", "multi_gpu*.json", "ablation_*.json")
 NOT_COMPONENTS = ("imports", "run", "initialize", "finalize", "demo")
 RUN_PRODUCTS = ("runs", "outputs", "eval", "data", "__pycache__")
 

@@ -23,3 +23,8 @@ __all__ += ["DownUpSampled", "GaussianSaltPepperNoised", "InpaintingMaskd", "Nor
 from .restore2d import Restored  # noqa: E402
 
 __all__ += ["Restored"]
+from . import multimodal  # noqa: E402  (paired multi-modal volumes)
+
+from .canvas import PrepareCanvasd, RestoreCanvasd  # noqa: E402
+
+__all__ += ["PrepareCanvasd", "RestoreCanvasd"]

@@ -81,10 +81,19 @@ def build_slice_datalist(dataset_dir: str, output_dir: str, image_size: int = 25
 
 def load_section(datalist: str, section: str = "training") -> list[dict]:
     """Entries of one section of a datalist (``training``, ``validation``, ``test`` or ``<section>_cases``),
-    paths made absolute (MONAI's Decathlon datalist loader)."""
+    paths made absolute (MONAI's Decathlon datalist loader).
+
+    MONAI's loader also turns any value that happens to name a file or folder beside the datalist into an absolute
+    path; identifiers (strings without ``/`` or ``.``, such as a case id equal to a case folder's name) are kept.
+    """
     check_file(datalist, "datalist")
     with open(datalist) as f:
-        require(section in json.load(f), datalist, f"has no section '{section}'")
+        raw = json.load(f)
+    require(section in raw, datalist, f"has no section '{section}'")
     items = load_decathlon_datalist(datalist, is_segmentation=True, data_list_key=section)
     require(len(items) > 0, datalist, f"section '{section}' is empty")
+    for item, original in zip(items, raw[section]):
+        for key, value in original.items():
+            if isinstance(value, str) and not any(c in value for c in "/."):
+                item[key] = value
     return items

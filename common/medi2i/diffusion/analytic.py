@@ -45,3 +45,17 @@ class GaussianConditionalEpsilon(_Gaussian):
         xt, y = x.chunk(2, dim=1)
         a = self._abar(timesteps, xt)
         return (1 - a).sqrt() * (xt - a.sqrt() * y) / (a * self.std**2 + 1 - a)
+
+
+class ClassGaussianEpsilon(_Gaussian):
+    """MMSE noise predictor when x_0 given class ``c`` has N(means[c], std^2) pixels; ``means[null_class]`` is the
+    unconditional model's mean. Called like a class-conditional UNet: ``model(x, timesteps=t, class_labels=c)``."""
+
+    def __init__(self, scheduler, means, std: float = 1.0):
+        super().__init__(scheduler, 0.0, std)
+        self.register_buffer("means", torch.as_tensor(means, dtype=torch.float64))
+
+    def forward(self, x: torch.Tensor, timesteps: torch.Tensor, class_labels: torch.Tensor, **_) -> torch.Tensor:
+        a = self._abar(timesteps, x)
+        mean = self.means[class_labels.long()].to(x.dtype).view(-1, *([1] * (x.ndim - 1)))
+        return (1 - a).sqrt() * (x - a.sqrt() * mean) / (a * self.std**2 + 1 - a)

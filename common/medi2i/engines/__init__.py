@@ -8,3 +8,8 @@ from .prepare_batch import HybridPrepareBatch, NoisyImagePrepareBatch
 
 __all__ = ["HybridDiffusionLoss", "HybridPrepareBatch", "NoisyImagePrepareBatch", "ProgressBar", "ResumableCheckpoint",
            "latest_checkpoint", "split_prediction", "handlers_for_rank", "rank"]
+from . import aldm  # noqa: E402  (ALDM stages: VQ-GAN, MS-SPADE, latent diffusion)
+
+from .label_dropout import LabelDropoutPrepareBatch, drop_labels  # noqa: E402
+
+__all__ += ["LabelDropoutPrepareBatch", "drop_labels"]

@@ -7,3 +7,7 @@ __all__ = ["masked_psnr", "masked_ssim", "TumourSize", "dilate"]
 from . import restoration  # noqa: E402
 
 __all__ += ["restoration"]
+
+from .intensity import frechet_distance, histogram_distance, tissue_histogram  # noqa: E402
+
+__all__ += ["frechet_distance", "histogram_distance", "tissue_histogram"]

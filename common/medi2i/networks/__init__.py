@@ -2,5 +2,6 @@
 
 from .checkpoints import load_weights
 from .encoder import PooledDiffusionModelEncoder
+from .ms_spade import MSSPADE, MSSPADENetwork
 
-__all__ = ["PooledDiffusionModelEncoder", "load_weights"]
+__all__ = ["PooledDiffusionModelEncoder", "load_weights", "MSSPADE", "MSSPADENetwork"]

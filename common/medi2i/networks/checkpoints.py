@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import os
+
 import torch
 
-from ..errors import InputError, check_file
+from ..errors import InputError, check_file, require
 
 
 def load_weights(network: torch.nn.Module, path: str, what: str = "checkpoint", map_location=None) -> torch.nn.Module:
@@ -23,3 +25,14 @@ def load_weights(network: torch.nn.Module, path: str, what: str = "checkpoint", 
         detail = "; ".join(lines[1:3])[:300]
         raise InputError(path, f"{what} does not match the configured network ({detail})") from None
     return network
+
+
+def refuse_existing_and_load(output_dir: str, names, overwrite: bool, checkpoints, device=None) -> None:
+    """Before a run writes anything: refuse non-empty ``<output_dir>/<name>`` folders (unless ``overwrite``),
+    then load every ``(module, path, what)`` checkpoint strictly."""
+    for name in names:
+        folder = os.path.join(output_dir, name)
+        require(overwrite or not (os.path.isdir(folder) and os.listdir(folder)), folder,
+                "output folder exists and is not empty (set overwrite=true to replace it)")
+    for module, path, what in checkpoints:
+        load_weights(module, path, what, map_location=device)

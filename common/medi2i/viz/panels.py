@@ -52,7 +52,8 @@ def translation_panel(path: str, source: torch.Tensor, outputs: list[tuple[str, 
             axes[r, -1].imshow(_2d(source[overlay_channel]), cmap="gray", vmin=0, vmax=1)
             axes[r, -1].imshow(np.ma.masked_where(_2d(overlay) < 0.5, _2d(overlay)), cmap="autumn", alpha=0.6)
             axes[r, -1].set_title("mask")
-        axes[r, 0].set_ylabel(f"{title}\n{notes.get(title, '')}".strip(), fontsize=8)
+        label = "\n".join([title, *notes.get(title, "").split(", ")]).strip()  # one score per line, read horizontally
+        axes[r, 0].set_ylabel(label, fontsize=8, rotation=0, ha="right", va="center", labelpad=6)
     for ax in axes.ravel():
         ax.set_xticks([])
         ax.set_yticks([])

@@ -14,3 +14,12 @@ from .restoration import ConditionalRestoration, RestorationEvaluation  # noqa: 
 
 __all__ += ["BiharmonicFill", "Interpolation", "MedianFilter", "NearestFill", "NoisyInput", "ConditionalRestoration",
             "RestorationEvaluation"]
+from .multimodal_translation import MultiModalEvaluation, VolumeTranslation  # noqa: E402
+
+from .contrast_generation import ContrastGeneration, check_num_samples, generate  # noqa: E402
+
+__all__ += ["ContrastGeneration", "check_num_samples", "generate"]
+
+from .contrast_evaluation import ContrastEvaluation  # noqa: E402
+
+__all__ += ["ContrastEvaluation"]

@@ -1,0 +1,129 @@
+"""Class-conditional DDPM with classifier-free guidance (Ho & Salimans 2022; Conditional Diffusion MNIST, which the
+contrast-generation paper builds on).
+
+* Training: MONAI's ``DiffusionModelUNet(num_class_embeds=K + 1)``; the class label is replaced by the null class
+  ``K`` with probability 0.1 (:class:`~medi2i.engines.LabelDropoutPrepareBatch`), so one network gives both the
+  conditional ``eps(x_t, c)`` and the unconditional ``eps(x_t, null)`` prediction.
+  :class:`ClassConditionalDiffusionInferer` is MONAI's ``DiffusionInferer`` that passes ``class_labels``.
+* Sampling: ``eps_hat = (1 + w) * eps(x_t, c) - w * eps(x_t, null)`` (:func:`guided_epsilon`) in every step of
+  DDPM ancestral sampling (``DDPMScheduler.step``, all T steps) or DDIM (``DDIMScheduler.step``, every
+  ``T / n``-th step), both MONAI schedulers (:class:`ClassConditionalSampler`).
+"""
+
+from __future__ import annotations
+
+import torch
+from monai.inferers import DiffusionInferer
+from monai.networks.schedulers import DDIMScheduler, DDPMScheduler
+from torch import nn
+from tqdm import tqdm
+
+from ..errors import require
+
+
+def _per_sample(value, batch: int, like: torch.Tensor) -> torch.Tensor:
+    """A scalar or (B,) value as a float tensor broadcastable over ``like`` (B, C, ...)."""
+    v = torch.as_tensor(value, dtype=like.dtype, device=like.device).reshape(-1)
+    v = v.expand(batch) if v.numel() == 1 else v
+    return v.view(-1, *([1] * (like.ndim - 1)))
+
+
+def guided_epsilon(network: nn.Module, x: torch.Tensor, timesteps: torch.Tensor, class_labels: torch.Tensor,
+                   guidance_weight, null_class: int) -> torch.Tensor:
+    """Classifier-free guidance ``(1 + w) eps(x, c) - w eps(x, null)``; ``w`` a scalar or one per sample.
+
+    The conditional and unconditional predictions come from one batched network call; with ``w = 0`` everywhere
+    only the conditional one is computed.
+    """
+    w = _per_sample(guidance_weight, x.shape[0], x)
+    if not bool((w != 0).any()):
+        return network(x, timesteps=timesteps, class_labels=class_labels)
+    null = torch.full_like(class_labels, int(null_class))
+    out = network(torch.cat([x, x]), timesteps=torch.cat([timesteps, timesteps]), class_labels=torch.cat([class_labels, null]))
+    conditional, unconditional = out.chunk(2)
+    return (1 + w) * conditional - w * unconditional
+
+
+class ClassConditionalDiffusionInferer(DiffusionInferer):
+    """``DiffusionInferer`` for class-conditional networks: ``inferer(x_0, network, noise, timesteps, class_labels)``
+    adds noise with the scheduler and returns ``network(x_t, timesteps, class_labels=class_labels)``."""
+
+    def __call__(self, inputs: torch.Tensor, diffusion_model: nn.Module, noise: torch.Tensor,  # type: ignore[override]
+                 timesteps: torch.Tensor, class_labels: torch.Tensor | None = None, **_) -> torch.Tensor:
+        noisy = self.scheduler.add_noise(original_samples=inputs, noise=noise, timesteps=timesteps)
+        return diffusion_model(noisy, timesteps=timesteps, class_labels=class_labels)
+
+
+class ClassConditionalSampler:
+    """Generate from noise with classifier-free guidance through a MONAI scheduler.
+
+    Args:
+        scheduler: ``DDPMScheduler`` (ancestral sampling, Ho et al. Algorithm 2, every one of the T steps) or
+            ``DDIMScheduler`` (``num_inference_steps`` steps ``T-1, T-1-T/n, ..., T/n-1``, so that the fixed gap
+            ``T // n`` its ``step`` assumes is the gap actually visited; T must be a multiple of n).
+        num_inference_steps: DDIM steps (ignored for DDPM, which always takes all T).
+        eta: DDIM stochasticity (0 = deterministic).
+        method: the requested method ("ddpm" or "ddim"), checked against the scheduler (None: from the scheduler).
+        progress: tqdm progress bar.
+    """
+
+    def __init__(self, scheduler, num_inference_steps: int | None = None, eta: float = 0.0, method: str | None = None,
+                 progress: bool = False):
+        self.scheduler, self.eta, self.progress, self.requested = scheduler, float(eta), progress, method
+        self.num_train_timesteps = int(scheduler.num_train_timesteps)
+        self.num_inference_steps = int(num_inference_steps or self.num_train_timesteps)
+        self.network_evaluations = 0
+
+    @property
+    def method(self) -> str:
+        if isinstance(self.scheduler, DDIMScheduler):
+            return "ddim"
+        require(isinstance(self.scheduler, DDPMScheduler), "scheduler",
+                f"expected a MONAI DDPMScheduler or DDIMScheduler, got {type(self.scheduler).__name__}")
+        return "ddpm"
+
+    def check(self) -> None:
+        """One-line errors for settings outside their range."""
+        if self.requested is not None:
+            require(str(self.requested).lower() in ("ddpm", "ddim"), "sampler", f"unknown sampler '{self.requested}' (ddpm or ddim)")
+            require(str(self.requested).lower() == self.method, "sampler",
+                    f"'{self.requested}' needs a {self.requested.upper()}Scheduler, got {type(self.scheduler).__name__}")
+        if self.method == "ddim":
+            n, num_train = self.num_inference_steps, self.num_train_timesteps
+            require(1 <= n <= num_train and num_train % n == 0, "num_inference_steps",
+                    f"DDIM needs a divisor of T = {num_train} (got {n})")
+            require(self.eta >= 0, "eta", f"must be >= 0, got {self.eta}")
+
+    @property
+    def timesteps(self) -> torch.Tensor:
+        """MONAI timesteps visited, from the noisiest to the cleanest."""
+        self.check()
+        if self.method == "ddpm":
+            return torch.arange(self.num_train_timesteps - 1, -1, -1)
+        gap = self.num_train_timesteps // self.num_inference_steps
+        return self.num_train_timesteps - 1 - gap * torch.arange(self.num_inference_steps)
+
+    def _step(self, eps: torch.Tensor, t: int, x: torch.Tensor, generator) -> torch.Tensor:
+        if self.method == "ddpm":
+            return self.scheduler.step(eps, t, x, generator=generator)[0]
+        self.scheduler.num_inference_steps = self.num_inference_steps  # step() derives the gap T // n from it
+        return self.scheduler.step(eps, t, x, eta=self.eta, generator=generator)[0]
+
+    @torch.no_grad()
+    def sample(self, network: nn.Module, noise: torch.Tensor, class_labels: torch.Tensor, guidance_weight,
+               null_class: int, generator: torch.Generator | None = None, trajectory_frames: int = 0):
+        """``x_T = noise -> x_0``; returns ``(x_0, trajectory)`` with ``trajectory`` a list of ``(t, x_t)`` at
+        ``trajectory_frames`` evenly spaced steps (empty when 0)."""
+        timesteps = self.timesteps
+        keep = set(torch.linspace(0, len(timesteps) - 1, trajectory_frames).round().long().tolist()) if trajectory_frames else set()
+        labels = torch.as_tensor(class_labels, device=noise.device).long().reshape(-1)
+        x, trajectory = noise, []
+        steps = tqdm(timesteps.tolist(), desc=f"sampling ({self.method})", leave=False, unit="step") if self.progress else timesteps.tolist()
+        for k, t in enumerate(steps):
+            t_batch = torch.full((x.shape[0],), t, device=x.device, dtype=torch.long)
+            eps = guided_epsilon(network, x, t_batch, labels, guidance_weight, null_class)
+            self.network_evaluations += x.shape[0] * (1 if not bool(torch.as_tensor(guidance_weight).ne(0).any()) else 2)
+            x = self._step(eps.float(), t, x, generator)
+            if k in keep:
+                trajectory.append((t, x.detach().cpu()))
+        return x, trajectory
