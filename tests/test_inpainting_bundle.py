@@ -104,6 +104,19 @@ def test_paper_settings_by_default():
     assert segmenter.out_channels == 1 and list(segmenter.block_out_channels) == [128, 128, 256, 256, 512, 512]
 
 
+def test_uncertainty_maps_from_stochastic_samples(capsys, inpainting_run, tmp_path):
+    """N translations with DDIM eta > 0: per-pixel mean and standard deviation written next to the output."""
+    overrides = _overrides(inpainting_run, output_dir=str(tmp_path / "out"), uncertainty_samples=3, ddim_eta=0.5)
+    run_step(BUNDLE, "inference.json", overrides)
+    case = next(p for p in (tmp_path / "out").iterdir() if p.is_dir())
+    output, mean, std = (np.asarray(nib.load(str(case / f"inpainted{s}.nii.gz")).dataobj) for s in ("", "_mean", "_std"))
+    assert mean.shape == std.shape == output.shape and (std >= 0).all() and std.max() > 0
+    assert not np.allclose(output, mean)  # the output is one sample, the mean averages three different ones
+    expect_input_error(capsys, BUNDLE, "inference.json", {**overrides, "ddim_eta": 0.0, "output_dir": str(tmp_path / "x")},
+                       "set the sampler's eta > 0")
+    assert not (tmp_path / "x").exists()
+
+
 def test_real_brats_case_anomaly_map(inpainting_run, tmp_path):
     """The real BraTS 2018 case through classifier-guided healthy translation and the anomaly-map evaluation
     (tiny networks trained on phantoms: this checks reading, 240 -> 256 padding and evaluation on real data,

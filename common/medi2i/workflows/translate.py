@@ -57,14 +57,19 @@ class GuidedTranslation:
         case_inputs: optional per-case guidance inputs, ``prepared slice -> {name: (1, S, S) tensor}`` (e.g. the
             desired mask z): computed for every case before any translation (so a bad one is an error before
             anything is written), passed to the inferer, written as ``<name>.nii.gz`` and drawn over the panel.
+        uncertainty_samples: N > 1 translates each image N times with different seeds (needs stochastic decoding,
+            DDIM eta > 0) and writes ``<target>_mean.nii.gz`` and ``<target>_std.nii.gz`` (per-pixel mean and
+            standard deviation of the N samples) next to the output, which is the first sample.
     """
 
     def __init__(self, inputs, output_dir: str, network: torch.nn.Module, inferer, targets: list[dict],
                  checkpoints: Sequence = (), image_size: int = 256, scores: dict[str, Score] | None = None,
                  slice_index: int | str = "largest_tumour", datalist_section: str = "test_cases", batch_size: int = 8,
                  device="cpu", seed: int = 0, overwrite: bool = False, panel: bool = True,
-                 case_inputs: Callable[[PreparedSlice], dict[str, torch.Tensor]] | None = None):
+                 case_inputs: Callable[[PreparedSlice], dict[str, torch.Tensor]] | None = None,
+                 uncertainty_samples: int = 0):
         self.inputs, self.output_dir, self.network, self.inferer = inputs, output_dir, network, inferer
+        self.uncertainty_samples = int(uncertainty_samples)
         self.case_inputs, self._case_tensors = case_inputs, {}
         self.targets, self.checkpoints, self.image_size = targets, list(checkpoints), int(image_size)
         self.scores = scores or {}
@@ -77,6 +82,9 @@ class GuidedTranslation:
             self.targets = self.targets()
         if hasattr(self.inferer, "check"):
             self.inferer.check()
+        eta = getattr(getattr(self.inferer, "sampler", None), "eta", 0.0)
+        require(self.uncertainty_samples <= 1 or eta > 0, "uncertainty_samples",
+                f"{self.uncertainty_samples} samples of deterministic DDIM are identical; set the sampler's eta > 0")
         cases = resolve_cases(self.inputs, self.section)
         for case in cases:
             folder = os.path.join(self.output_dir, case["name"])
@@ -114,11 +122,13 @@ class GuidedTranslation:
         start = time.perf_counter()
         out = self.inferer(x.repeat_interleave(k, 0), self.network, **kwargs)
         seconds = (time.perf_counter() - start) / out.shape[0]
+        spread = self._uncertainty(out, x.repeat_interleave(k, 0), kwargs)
         scores_in = self._score(x, brain)
         scores_out = self._score(out, brain.repeat_interleave(k, 0))
         rows = []
         for b, prep in enumerate(chunk):
             outputs = [(t["name"], out[b * k + j].cpu()) for j, t in enumerate(self.targets)]
+            maps = {f"{t['name']}_{stat}": v[b * k + j].cpu() for j, t in enumerate(self.targets) for stat, v in spread.items()}
             notes = {"input": ", ".join(f"{n}={v[b]:.3f}" for n, v in scores_in.items())}
             for j, t in enumerate(self.targets):
                 notes[t["name"]] = ", ".join(f"{n}={v[b * k + j]:.3f}" for n, v in scores_out.items())
@@ -128,10 +138,21 @@ class GuidedTranslation:
                 row.update({f"{n}_output": round(float(v[b * k + j]), 6) for n, v in scores_out.items()})
                 row["seconds_per_image"] = round(seconds, 4)
                 rows.append(row)
-            self._write_case(prep, x[b].cpu(), outputs, notes)
+            self._write_case(prep, x[b].cpu(), outputs, notes, maps)
         return rows
 
-    def _write_case(self, prep: PreparedSlice, source: torch.Tensor, outputs, notes) -> None:
+    def _uncertainty(self, first: torch.Tensor, x: torch.Tensor, kwargs: dict) -> dict[str, torch.Tensor]:
+        """``{"mean", "std"}`` over ``uncertainty_samples`` translations (``first`` and N - 1 more), or ``{}``."""
+        if self.uncertainty_samples <= 1:
+            return {}
+        draws = [first]
+        for n in range(1, self.uncertainty_samples):
+            torch.manual_seed(self.seed + n)
+            draws.append(self.inferer(x, self.network, **kwargs))
+        stack = torch.stack(draws)
+        return {"mean": stack.mean(0), "std": stack.std(0)}
+
+    def _write_case(self, prep: PreparedSlice, source: torch.Tensor, outputs, notes, maps=None) -> None:
         with staged_output(os.path.join(self.output_dir, prep.name), overwrite=self.overwrite) as folder:
             save_nifti(prep.restore(source.unsqueeze(-1)), os.path.join(folder, "input.nii.gz"))
             if prep.label is not None:
@@ -140,6 +161,8 @@ class GuidedTranslation:
                 save_nifti(prep.restore(image.unsqueeze(-1)), os.path.join(folder, f"{name}.nii.gz"))
                 diff = (image - source).abs().sum(0, keepdim=True)
                 save_nifti(prep.restore(diff.unsqueeze(-1)), os.path.join(folder, f"{name}_difference.nii.gz"))
+            for name, image in (maps or {}).items():
+                save_nifti(prep.restore(image.unsqueeze(-1)), os.path.join(folder, f"{name}.nii.gz"))
             extra = self._case_tensors.get(prep.name, {})
             for name, image in extra.items():
                 save_nifti(prep.restore(image.float().cpu().unsqueeze(-1)), os.path.join(folder, f"{name}.nii.gz"))
