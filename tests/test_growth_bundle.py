@@ -19,6 +19,7 @@ from medi2i.data import load_case, write_phantom_dataset
 from medi2i.data.slices import axial_slice
 from medi2i.networks.encoder import AttentionPool
 from medi2i.recipes import load_recipe, run_step
+from medi2i.workflows import growth_targets
 
 CONFIGS = os.path.join(GROWTH, "configs")
 
@@ -108,16 +109,19 @@ def test_demo_weights_grow_and_shrink_tumours(heldout_phantoms, tmp_path):
     weights = os.path.join(GROWTH, "models", "demo")
     if not os.path.isfile(os.path.join(weights, "model.pt")):
         pytest.skip("demo weights not present (reproduce them with: python tools/demo.py --retrain)")
+    overlay, _ = load_recipe(GROWTH)  # the demo's gradient scale and fixed s_t
+    grow, shrink = (t["name"] for t in growth_targets([], overlay["fixed_scales"]))
     common = {"bundle_root": str(tmp_path), "ckpt_dir": weights, "inputs": heldout_phantoms}
-    run_step(GROWTH, "inference.json", {**common, "desired_values": [0.0, 0.25], "fixed_scales": [1.0, -1.0]})
+    run_step(GROWTH, "inference.json", {**common, "desired_values": [0.0, 0.25]})
     run_step(GROWTH, "evaluate.json", common)
     rows = {r["target"]: r for r in json.load(open(tmp_path / "eval" / "metrics.json"))["rows"]}
     for key in ("regressor_output", "measured_size_output"):
         assert rows["desired_0.25"][key] > rows["desired_0"][key] + 0.03, key
-        assert rows["grow"][key] > rows["input"][key] > rows["shrink"][key], key
+        assert rows[grow][key] > rows["input"][key] > rows[shrink][key], key
     assert rows["desired_0.25"]["regressor_error"] < abs(rows["input"]["regressor_output"] - 0.25)
-    for target in ("desired_0", "desired_0.25", "grow", "shrink"):
-        assert rows[target]["psnr_outside_tumour"] > 25 and rows[target]["ssim_outside_tumour"] > 0.8, target
+    # away from the tumour little changes; growing and shrinking also change the tumour's surroundings
+    for target, min_psnr in (("desired_0", 25), ("desired_0.25", 25), (grow, 21), (shrink, 21)):
+        assert rows[target]["psnr_outside_tumour"] > min_psnr and rows[target]["ssim_outside_tumour"] > 0.8, target
     per_case = json.load(open(tmp_path / "eval" / "per_case.json"))["rows"]
     assert all(r["psnr_outside_tumour"] > 20 for r in per_case)
 

@@ -1,7 +1,8 @@
 """Run a bundle end to end on synthetic phantoms (the README's first command).
 
-    python tools/demo.py                       # tumour-growth bundle, committed demo weights
-    python tools/demo.py --retrain             # train the demo networks first (about 50 min on 2 CPU cores)
+    python tools/demo.py                       # tumour-growth bundle, committed demo weights (about 40 s)
+    python tools/demo.py --bundle bundles/<name>   # another bundle's demo recipe
+    python tools/demo.py --retrain             # train the demo networks first (about 2 h on one CPU thread)
     python tools/demo.py --retrain --save_weights   # ... and replace the committed demo weights with them
 
 Writes data, (models,) outputs/ (NIfTI + panel.png per case) and eval/ (metrics tables, plot) to --output_dir.
