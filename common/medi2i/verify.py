@@ -227,9 +227,10 @@ def check_torchscript(bundle: str, run: dict) -> str:
 
 
 STANDALONE = """
-import json, runpy, sys
+import json, os, runpy, sys
 repo, bundle, mode = sys.argv[1:4]
-sys.path[:] = [bundle] + [p for p in sys.path if p and not p.startswith(repo)]
+inside = lambda p: os.path.abspath(p) == repo or os.path.abspath(p).startswith(repo + os.sep)  # noqa: E731
+sys.path[:] = [bundle] + [p for p in sys.path if p and not inside(p)]
 import medi2i
 assert medi2i.__file__.startswith(bundle), medi2i.__file__
 if mode == "serve":
