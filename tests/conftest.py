@@ -55,3 +55,17 @@ def expect_input_error(capsys, bundle: str, config: str, overrides: dict, messag
     assert exit_info.value.code == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert err[-1].startswith("error: ") and message in err[-1], err[-1]
+
+
+def expect_cli_error(config_files: list[str], meta_file: str, tmp_path, bad_input: str, message: str) -> None:
+    """``python -m monai.bundle run`` on ``bad_input`` exits with status 2, one ``error: <message>`` line, no
+    traceback and no output folder."""
+    import subprocess
+    import sys
+
+    args = [sys.executable, "-m", "monai.bundle", "run", "--config_file", str(config_files), "--meta_file", meta_file,
+            "--bundle_root", str(tmp_path), "--inputs", bad_input, "--output_dir", str(tmp_path / "out")]
+    proc = subprocess.run(args, capture_output=True, text=True, cwd=ROOT, timeout=300)
+    assert proc.returncode == 2
+    assert proc.stderr.strip().splitlines()[-1] == f"error: {message}"
+    assert "Traceback" not in proc.stderr and not os.path.exists(tmp_path / "out")

@@ -16,7 +16,7 @@ from monai.bundle import ConfigParser, ConfigWorkflow
 from monai.transforms import LoadImage
 from PIL import Image
 
-from conftest import ROOT, shared
+from conftest import ROOT, expect_input_error, shared
 from medi2i.data.contrast_slices import build_contrast_datalist, contrast_counts
 from medi2i.data.fastmri import read_fastmri_volume
 from medi2i.errors import InputError
@@ -102,11 +102,7 @@ def test_monai_label_contract(cddpm_run, tmp_path):
 # ---- bad input: one line on stderr, exit status 2, nothing written -------------------------------------------
 
 def _expect_error(capsys, overrides, message, config="inference.json"):
-    with pytest.raises(SystemExit) as exit_info:
-        run_step(BUNDLE, config, overrides)
-    assert exit_info.value.code == 2
-    err = capsys.readouterr().err.strip().splitlines()
-    assert err[-1].startswith("error: ") and message in err[-1], err[-1]
+    expect_input_error(capsys, BUNDLE, config, overrides, message)
 
 
 def test_bad_settings(capsys, cddpm_run, tmp_path):

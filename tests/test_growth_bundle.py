@@ -4,8 +4,6 @@ with the demo weights, network consistency between configs, and bad input."""
 import csv
 import json
 import os
-import subprocess
-import sys
 
 import nibabel as nib
 import numpy as np
@@ -14,7 +12,7 @@ import torch
 from monai.bundle import ConfigParser
 from monai.transforms import LoadImage
 
-from conftest import GROWTH, ROOT
+from conftest import GROWTH, ROOT, expect_cli_error, expect_input_error
 from medi2i.data import load_case, write_phantom_dataset
 from medi2i.data.slices import axial_slice
 from medi2i.networks.encoder import AttentionPool
@@ -129,11 +127,7 @@ def test_demo_weights_grow_and_shrink_tumours(heldout_phantoms, tmp_path):
 # ---- bad input: one line on stderr, exit status 2, nothing written -------------------------------------------
 
 def _expect_error(capsys, overrides, message, config="inference.json"):
-    with pytest.raises(SystemExit) as exit_info:
-        run_step(GROWTH, config, overrides)
-    assert exit_info.value.code == 2
-    err = capsys.readouterr().err.strip().splitlines()
-    assert err[-1].startswith("error: ") and message in err[-1], err[-1]
+    expect_input_error(capsys, GROWTH, config, overrides, message)
 
 
 @pytest.fixture
@@ -193,11 +187,6 @@ def test_existing_outputs_are_not_overwritten(capsys, infer_args, tmp_path):
     assert os.listdir(target) == ["keep.txt"] and sorted(os.listdir(tmp_path / "out")) == ["Phantom_000"]
 
 
-def test_command_line_error_is_one_line_with_nonzero_exit(infer_args, tmp_path):
-    args = [sys.executable, "-m", "monai.bundle", "run", "--config_file", os.path.join(CONFIGS, "inference.json"),
-            "--meta_file", os.path.join(CONFIGS, "metadata.json"), "--bundle_root", str(tmp_path),
-            "--inputs", str(tmp_path / "missing_case"), "--output_dir", str(tmp_path / "out")]
-    proc = subprocess.run(args, capture_output=True, text=True, cwd=ROOT, timeout=300)
-    assert proc.returncode == 2
-    assert proc.stderr.strip().splitlines()[-1] == f"error: {tmp_path / 'missing_case'}: no such file or folder"
-    assert "Traceback" not in proc.stderr and not os.path.exists(tmp_path / "out")
+def test_command_line_error_is_one_line_with_nonzero_exit(tmp_path):
+    expect_cli_error([os.path.join(CONFIGS, "inference.json")], os.path.join(CONFIGS, "metadata.json"), tmp_path,
+                     str(tmp_path / "missing_case"), f"{tmp_path / 'missing_case'}: no such file or folder")

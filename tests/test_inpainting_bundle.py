@@ -6,8 +6,6 @@ import csv
 import glob
 import json
 import os
-import subprocess
-import sys
 
 import nibabel as nib
 import numpy as np
@@ -15,7 +13,7 @@ import pytest
 import torch
 from monai.bundle import ConfigParser
 
-from conftest import GROWTH, ROOT, expect_input_error, shared
+from conftest import GROWTH, ROOT, expect_cli_error, expect_input_error, shared
 from medi2i.configsync import sync_diffusion
 from medi2i.recipes import load_recipe, run_recipe, run_step
 
@@ -158,10 +156,5 @@ def test_bad_masks_and_checkpoints(capsys, inpainting_run, tmp_path):
 
 def test_command_line_error_is_one_line_with_nonzero_exit(tmp_path):
     configs = [os.path.join(CONFIGS, name) for name in ("inference.json", "demo.json")]
-    args = [sys.executable, "-m", "monai.bundle", "run", "--config_file", str(configs),
-            "--meta_file", os.path.join(CONFIGS, "metadata.json"), "--bundle_root", str(tmp_path),
-            "--inputs", str(tmp_path / "missing_slice.nii.gz"), "--output_dir", str(tmp_path / "out")]
-    proc = subprocess.run(args, capture_output=True, text=True, cwd=ROOT, timeout=300)
-    assert proc.returncode == 2
-    assert proc.stderr.strip().splitlines()[-1] == f"error: {tmp_path / 'missing_slice.nii.gz'}: no such file or folder"
-    assert "Traceback" not in proc.stderr and not os.path.exists(tmp_path / "out")
+    expect_cli_error(configs, os.path.join(CONFIGS, "metadata.json"), tmp_path, str(tmp_path / "missing_slice.nii.gz"),
+                     f"{tmp_path / 'missing_slice.nii.gz'}: no such file or folder")
