@@ -23,6 +23,7 @@ from medi2i.data import DownUpSampled, GaussianSaltPepperNoised, InpaintingMaskd
 from medi2i.data.degradations import downsampled_size
 from medi2i.diffusion import ConditionalDiffusionInferer, ConditionalSampler, GaussianConditionalEpsilon
 from medi2i.recipes import load_recipe
+from medi2i.verify import tiny_overrides
 from medi2i.workflows import BiharmonicFill, NearestFill
 
 BUNDLES = {name: os.path.join(ROOT, "bundles", name) for name in
@@ -148,9 +149,7 @@ def tiny_cddpm_run(request, tiny_run):
 
 
 def _tiny_overrides(run, **extra):
-    _, recipe = load_recipe(run["bundle"])
-    return {**recipe["tiny"]["overrides"], "bundle_root": run["output_dir"], "dataset_dir": run["dataset_dir"],
-            "ckpt_dir": run["ckpt_dir"], **extra}
+    return {**tiny_overrides(run["bundle"], run), **extra}
 
 
 def test_tiny_train_infer_evaluate(tiny_cddpm_run):

@@ -21,6 +21,7 @@ from medi2i.data.contrast_slices import build_contrast_datalist, contrast_counts
 from medi2i.data.fastmri import read_fastmri_volume
 from medi2i.errors import InputError
 from medi2i.recipes import load_recipe, run_step
+from medi2i.verify import tiny_overrides
 from medi2i.serving import bundle_infer
 
 BUNDLE = os.path.join(ROOT, "bundles", "brain_mri_contrast_generation_cddpm")
@@ -35,9 +36,7 @@ def cddpm_run(tiny_run):
 
 
 def _tiny_overrides(run, **extra):
-    _, recipe = load_recipe(BUNDLE)
-    return {**recipe["tiny"]["overrides"], "bundle_root": run["output_dir"], "dataset_dir": run["dataset_dir"],
-            "ckpt_dir": run["ckpt_dir"], **extra}
+    return {**tiny_overrides(BUNDLE, run), **extra}
 
 
 def test_tiny_train_infer_evaluate(cddpm_run):

@@ -17,15 +17,14 @@ from medi2i.data import load_case, write_phantom_dataset
 from medi2i.data.slices import axial_slice
 from medi2i.networks.encoder import AttentionPool
 from medi2i.recipes import load_recipe, run_step
+from medi2i.verify import tiny_overrides
 from medi2i.workflows import growth_targets
 
 CONFIGS = os.path.join(GROWTH, "configs")
 
 
 def _tiny_overrides(run, **extra):
-    overlay, recipe = load_recipe(GROWTH)
-    return {**recipe["tiny"]["overrides"], "bundle_root": run["output_dir"], "dataset_dir": run["dataset_dir"],
-            "ckpt_dir": run["ckpt_dir"], **extra}
+    return {**tiny_overrides(GROWTH, run), **extra}
 
 
 def test_tiny_train_infer_evaluate(tiny_growth_run):

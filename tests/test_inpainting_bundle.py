@@ -15,7 +15,8 @@ from monai.bundle import ConfigParser
 
 from conftest import GROWTH, ROOT, expect_cli_error, expect_input_error, shared
 from medi2i.configsync import sync_diffusion
-from medi2i.recipes import load_recipe, run_recipe, run_step
+from medi2i.recipes import run_step
+from medi2i.verify import tiny_overrides
 
 BUNDLE = os.path.join(ROOT, "bundles", "brats_mri_tumor_inpainting_segmentation_guidance")
 CONFIGS = os.path.join(BUNDLE, "configs")
@@ -28,9 +29,7 @@ def inpainting_run(tiny_run):
 
 
 def _overrides(run, **extra):
-    _, recipe = load_recipe(BUNDLE)
-    return {**recipe["tiny"]["overrides"], "bundle_root": run["output_dir"], "dataset_dir": run["dataset_dir"],
-            "ckpt_dir": run["ckpt_dir"], **extra}
+    return {**tiny_overrides(BUNDLE, run), **extra}
 
 
 def _rows(path):

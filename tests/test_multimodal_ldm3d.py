@@ -101,6 +101,7 @@ from monai.bundle import ConfigParser  # noqa: E402
 from conftest import ROOT, expect_input_error, shared  # noqa: E402
 from medi2i.data.multimodal import load_multimodal, multimodal_cases  # noqa: E402
 from medi2i.recipes import load_recipe, run_step  # noqa: E402
+from medi2i.verify import tiny_overrides  # noqa: E402
 
 BUNDLE = os.path.join(ROOT, "bundles", "brats_mri_multimodal_translation_ldm3d")
 CONFIGS = os.path.join(BUNDLE, "configs")
@@ -114,9 +115,7 @@ def aldm_run(tiny_run):
 
 
 def _tiny(run, **extra):
-    _, recipe = load_recipe(BUNDLE)
-    return {**recipe["tiny"]["overrides"], "bundle_root": run["output_dir"], "dataset_dir": run["dataset_dir"],
-            "ckpt_dir": run["ckpt_dir"], **extra}
+    return {**tiny_overrides(BUNDLE, run), **extra}
 
 
 def test_tiny_stage1_to_evaluate(aldm_run):
