@@ -11,6 +11,7 @@ Images are ``(C, H, W)`` in [-1, 1]. Each transform is random during training (M
 
 from __future__ import annotations
 
+import os
 import zlib
 
 import numpy as np
@@ -42,7 +43,7 @@ def upsample(low: torch.Tensor, size, mode: str = "bicubic") -> torch.Tensor:
 
 class _SeededDegradation(Randomizable, MapTransform):
     """Common part: reads ``keys[0]``, writes the degraded image to ``condition_key`` (the clean one stays, or is
-    copied to ``target_key`` when given). ``fixed_seed`` ties the draw to the image's file name."""
+    copied to ``target_key`` when given). ``fixed_seed`` ties the draw to the image's file name (not its folder, so a copy of the data draws the same)."""
 
     def __init__(self, keys="image", condition_key: str = "condition", target_key: str | None = None,
                  fixed_seed: int | None = None):
@@ -52,7 +53,7 @@ class _SeededDegradation(Randomizable, MapTransform):
     def _rng(self, image) -> np.random.RandomState:
         if self.fixed_seed is None:
             return self.R
-        name = str(getattr(image, "meta", {}).get("filename_or_obj", ""))
+        name = os.path.basename(str(getattr(image, "meta", {}).get("filename_or_obj", "")))
         return np.random.RandomState([int(self.fixed_seed) % 2**32, zlib.crc32(name.encode())])
 
     def degrade(self, image: torch.Tensor, rng: np.random.RandomState) -> torch.Tensor:

@@ -4,6 +4,8 @@ Images are ``(B, 1, H, W)`` in [-1, 1]; every metric maps them to [0, 1] first (
 
 * PSNR, SSIM: MONAI ``PSNRMetric`` / ``SSIMMetric``.
 * NMSE: ``||x_hat - x||^2 / ||x||^2``.
+* Inpainting: PSNR and NMSE restricted to the hole (:data:`IN_MASK`), since the known pixels are copied and would
+  otherwise dominate the whole-image figures.
 * Accutance (sharpness, Higgins & Jones 1952): mean Sobel gradient magnitude (MONAI ``SobelGradients``), x100.
   Compare with the ground truth's own accutance: blurrier is lower, noisier is higher.
 * LPIPS and FID need pretrained feature networks, which are never downloaded: :class:`FeatureMetrics` uses
@@ -46,6 +48,27 @@ def accutance(x: torch.Tensor) -> torch.Tensor:
 
 
 FIDELITY = {"psnr": psnr, "ssim": ssim, "nmse": nmse}
+
+
+def _in_mask_sums(x, target, mask):
+    """Per image: squared error and squared target summed over ``mask`` pixels (``mask`` > 0.5), and their count."""
+    m = (mask > 0.5).float()
+    x, target = to_unit(x), to_unit(target)
+    count = m.flatten(1).sum(1).clamp_min(1)
+    return ((x - target) ** 2 * m).flatten(1).sum(1), (target**2 * m).flatten(1).sum(1), count
+
+
+def psnr_in_mask(x: torch.Tensor, target: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    error, _, count = _in_mask_sums(x, target, mask)
+    return 10 * torch.log10(1.0 / (error / count).clamp_min(1e-12))
+
+
+def nmse_in_mask(x: torch.Tensor, target: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    error, energy, _ = _in_mask_sums(x, target, mask)
+    return error / energy.clamp_min(1e-12)
+
+
+IN_MASK = {"psnr_hole": psnr_in_mask, "nmse_hole": nmse_in_mask}
 
 
 class FeatureMetrics:

@@ -9,10 +9,10 @@ from .translate import GuidedTranslation, growth_targets
 
 __all__ = ["GrowthEvaluation", "GuidedTranslation", "growth_targets", "load_weights", "MeasuredTumourSize", "RegressorScore",
            "AnomalyEvaluation", "InpaintingEvaluation"]
-from .baselines import BiharmonicFill, Interpolation, MedianFilter, NearestFill, NoisyInput  # noqa: E402
+from .baselines import BiharmonicFill, Interpolation, MedianFilter, NearestFill, NoisyInput, NonLocalMeans  # noqa: E402
 from .restoration import ConditionalRestoration, RestorationEvaluation  # noqa: E402
 
-__all__ += ["BiharmonicFill", "Interpolation", "MedianFilter", "NearestFill", "NoisyInput", "ConditionalRestoration",
+__all__ += ["BiharmonicFill", "Interpolation", "MedianFilter", "NearestFill", "NoisyInput", "NonLocalMeans", "ConditionalRestoration",
             "RestorationEvaluation"]
 from .multimodal_translation import MultiModalEvaluation, VolumeTranslation  # noqa: E402
 

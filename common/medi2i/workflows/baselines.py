@@ -4,18 +4,18 @@ A baseline is called as ``baseline(condition, target) -> (B, 1, H, W)`` on ``(B,
 
 * super-resolution: :class:`Interpolation` (bicubic, bilinear) of the low-resolution image (made again from the
   target with the bundle's factor: the degradation is deterministic);
-* denoising: :class:`NoisyInput` (the condition itself) and :class:`MedianFilter`;
-* inpainting: :class:`BiharmonicFill` (smooth fill solving the biharmonic equation in the hole, like
-  scikit-image's ``inpaint_biharmonic``) and :class:`NearestFill` (value of the nearest known pixel).
+* denoising: :class:`NoisyInput` (the condition itself), :class:`MedianFilter` and :class:`NonLocalMeans`
+  (scikit-image ``denoise_nl_means`` with the noise level estimated per image);
+* inpainting: :class:`BiharmonicFill` (scikit-image ``inpaint_biharmonic``: smooth fill solving the biharmonic
+  equation in the hole) and :class:`NearestFill` (value of the nearest known pixel).
 """
 
 from __future__ import annotations
 
 import numpy as np
-import scipy.sparse as sp
 import torch
 from scipy.ndimage import distance_transform_edt, median_filter
-from scipy.sparse.linalg import spsolve
+from skimage.restoration import denoise_nl_means, estimate_sigma, inpaint_biharmonic
 
 from ..data.degradations import down_up_sample
 
@@ -51,36 +51,27 @@ class MedianFilter:
         return _per_image(lambda im: median_filter(im, size=(1, self.size, self.size), mode="reflect"), condition[:, :1])
 
 
-def _laplacian(h: int, w: int) -> sp.csr_matrix:
-    """Graph Laplacian of the 4-connected ``h`` x ``w`` grid (Neumann boundary)."""
-    def path(n):
-        d = np.ones(n)
-        d[1:-1] = 2
-        return sp.diags([d, -np.ones(n - 1), -np.ones(n - 1)], [0, -1, 1]) if n > 1 else sp.csr_matrix((1, 1))
-    return (sp.kron(sp.identity(h), path(w)) + sp.kron(path(h), sp.identity(w))).tocsr()
+class NonLocalMeans:
+    """Non-local means (Buades et al. 2005) of the condition: ``patch_size`` x ``patch_size`` patches compared within
+    ``patch_distance`` pixels, filtering strength ``h`` = ``strength`` x the noise level estimated on the image."""
 
+    def __init__(self, patch_size: int = 5, patch_distance: int = 6, strength: float = 0.8):
+        self.patch_size, self.patch_distance, self.strength = int(patch_size), int(patch_distance), float(strength)
 
-def biharmonic_fill(image: np.ndarray, mask: np.ndarray) -> np.ndarray:
-    """Fill ``mask`` pixels of a 2D ``image`` with the solution of the biharmonic equation given the rest."""
-    h, w = image.shape
-    unknown = mask.reshape(-1).astype(bool)
-    if not unknown.any():
-        return image.copy()
-    lap = _laplacian(h, w)
-    bi = (lap @ lap).tocsr()
-    known = ~unknown
-    values = image.reshape(-1).astype(np.float64)
-    rhs = -bi[unknown][:, known] @ values[known]
-    out = values.copy()
-    out[unknown] = spsolve(bi[unknown][:, unknown].tocsc(), rhs)
-    return out.reshape(h, w)
+    def _denoise(self, image: np.ndarray) -> np.ndarray:
+        sigma = float(estimate_sigma(image))
+        return denoise_nl_means(image, patch_size=self.patch_size, patch_distance=self.patch_distance,
+                                h=self.strength * sigma, sigma=sigma, fast_mode=True).clip(-1, 1)
+
+    def __call__(self, condition: torch.Tensor, target=None) -> torch.Tensor:
+        return _per_image(lambda im: self._denoise(im[0].astype(np.float64))[None], condition[:, :1])
 
 
 class BiharmonicFill:
     """Biharmonic inpainting of the condition's mask (channel 1) in its masked image (channel 0)."""
 
     def __call__(self, condition: torch.Tensor, target=None) -> torch.Tensor:
-        return _per_image(lambda c: biharmonic_fill(c[0], c[1] > 0.5)[None].clip(-1, 1), condition)
+        return _per_image(lambda c: inpaint_biharmonic(c[0], c[1] > 0.5)[None].clip(-1, 1), condition)
 
 
 class NearestFill:

@@ -7,7 +7,8 @@ bundle's seeded degradation: the evaluation setting) or the user's own degraded 
 Everything is checked before anything is written; case folders appear whole or not at all.
 
 :class:`RestorationEvaluation` compares the samples with classical baselines on the cases that have a target:
-PSNR, SSIM, NMSE, accutance (+ LPIPS/FID with local weights), as JSON + Markdown tables and a PNG panel.
+PSNR, SSIM, NMSE, accutance (+ LPIPS/FID with local weights; + PSNR/NMSE inside the hole when the cases have a
+mask), as JSON + Markdown tables and a PNG panel.
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ from ..data.images2d import PICTURE_EXTENSIONS, VOLUME_EXTENSIONS
 from ..data.io import save_csv, save_nifti, staged_output
 from ..data.slices import as_slab
 from ..errors import InputError, check_file, exit_on_input_error, require
-from ..metrics.restoration import FIDELITY, FeatureMetrics, accutance
+from ..metrics.restoration import FIDELITY, IN_MASK, FeatureMetrics, accutance
 from ..viz import comparison_panel
 from ..networks.checkpoints import load_weights
 from .tables import write_tables
@@ -175,6 +176,9 @@ class RestorationEvaluation:
         for name in names:
             for key in data:
                 data[key].append(_load(os.path.join(self.inference_dir, name, f"{key}.nii.gz")))
+        masks = [os.path.join(self.inference_dir, name, "mask.nii.gz") for name in names]
+        if all(os.path.exists(m) for m in masks):
+            data["mask"] = [_load(m) for m in masks]
         stacked = {key: torch.stack(v) for key, v in data.items()}
         require(stacked["output"].shape == stacked["target"].shape, self.inference_dir,
                 f"outputs {tuple(stacked['output'].shape)} and targets {tuple(stacked['target'].shape)} differ in shape")
@@ -189,6 +193,8 @@ class RestorationEvaluation:
         table, per_case = [], []
         for method, images in methods.items():
             scores = {key: fn(images, data["target"]) for key, fn in FIDELITY.items()}
+            if "mask" in data:
+                scores.update({key: fn(images, data["target"], data["mask"]) for key, fn in IN_MASK.items()})
             scores["accutance"] = accutance(images)
             lp = features.lpips_per_image(images, data["target"])
             if lp is not None:
@@ -201,7 +207,8 @@ class RestorationEvaluation:
             per_case += [{"case": c, "method": method, **{k: float(v[i]) for k, v in scores.items()}} for i, c in enumerate(names)]
         table.append({"method": "ground truth", "n": len(names), "accutance": float(accutance(data["target"]).mean())})
         extra = {"inference_dir": os.path.abspath(self.inference_dir), "skipped": features.messages,
-                 "note": "images in [-1, 1] mapped to [0, 1] for every metric; accutance = mean Sobel gradient magnitude x100"}
+                 "note": "images in [-1, 1] mapped to [0, 1] for every metric; accutance = mean Sobel gradient magnitude x100"
+                 + ("; *_hole = inside the inpainting mask only" if "mask" in data else "")}
         paths = write_tables(table, self.output_dir, "metrics", "Restoration: Med-cDiff vs classical baselines", extra)
         write_tables(per_case, self.output_dir, "per_case")
         self._panel(names, data, methods, per_case)
@@ -211,7 +218,8 @@ class RestorationEvaluation:
         return table
 
     def _panel(self, names, data, methods, per_case) -> None:
-        psnr = {(r["case"], r["method"]): f"PSNR {r['psnr']:.1f}" for r in per_case}
+        psnr = {(r["case"], r["method"]): f"PSNR {r['psnr']:.1f}" + (f" (hole {r['psnr_hole']:.1f})" if "psnr_hole" in r else "")
+                for r in per_case}
         rows = []
         for i, name in enumerate(names[: self.panel_cases]):
             columns = [("input", data["condition"][i, :1])] + [(m, images[i]) for m, images in methods.items()]
