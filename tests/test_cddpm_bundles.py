@@ -161,10 +161,6 @@ def tiny_cddpm_run(request, tiny_run):
     return {"bundle": bundle, "name": request.param, **tiny_run(bundle)}
 
 
-def _tiny_overrides(run, **extra):
-    return {**tiny_overrides(run["bundle"], run), **extra}
-
-
 def test_tiny_train_infer_evaluate(tiny_cddpm_run):
     out = tiny_cddpm_run["output_dir"]
     assert os.path.isfile(os.path.join(out, "models", "model.pt"))
@@ -199,7 +195,7 @@ def _label_task(run):
     """``(preprocessing, inferer, postprocessing, network)`` of inference.json, as MONAI Label builds them."""
     parser = ConfigParser()
     parser.read_config([os.path.join(run["bundle"], "configs", "inference.json"), os.path.join(run["bundle"], "configs", "demo.json")])
-    parser.update(_tiny_overrides(run))
+    parser.update(tiny_overrides(run["bundle"], run))
     parser.parse()
     network = parser.get_parsed_content("network_def")
     network.load_state_dict(torch.load(os.path.join(run["ckpt_dir"], "model.pt"), weights_only=True))
@@ -257,7 +253,7 @@ def test_workflow_properties(tiny_cddpm_run):
     for config, kind in (("train.json", "train"), ("inference.json", "infer")):
         workflow = ConfigWorkflow(config_file=[os.path.join(bundle, "configs", config), os.path.join(bundle, "configs", "demo.json")],
                                   meta_file=os.path.join(bundle, "configs", "metadata.json"), workflow_type=kind,
-                                  **_tiny_overrides(tiny_cddpm_run))
+                                  **tiny_overrides(tiny_cddpm_run["bundle"], tiny_cddpm_run))
         workflow.initialize()
         absent = [n for n, p in workflow.properties.items() if p.get("required") and p["id"] not in workflow.parser]
         assert all(f"`{n}`" in section for n in absent), (config, absent)
@@ -283,7 +279,7 @@ def test_bad_input_is_one_line_and_writes_nothing(tiny_cddpm_run, tmp_path):
     cases = [(str(bad), "cannot be read"), (str(two_channels), "single-channel")]
     for path, message in cases:
         out = tmp_path / f"out_{os.path.basename(path)}"
-        result = _run_inference(tiny_cddpm_run["bundle"], {**_tiny_overrides(tiny_cddpm_run), "inputs": path,
+        result = _run_inference(tiny_cddpm_run["bundle"], {**tiny_overrides(tiny_cddpm_run["bundle"], tiny_cddpm_run), "inputs": path,
                                                            "degrade_inputs": False, "output_dir": str(out)}, tmp_path)
         errors = [ln for ln in result.stderr.splitlines() if ln.startswith("error:")]
         assert result.returncode == 2 and len(errors) == 1 and message in errors[0] and path in errors[0], result.stderr[-2000:]

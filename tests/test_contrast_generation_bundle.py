@@ -35,10 +35,6 @@ def cddpm_run(tiny_run):
     return tiny_run(BUNDLE)
 
 
-def _tiny_overrides(run, **extra):
-    return {**tiny_overrides(BUNDLE, run), **extra}
-
-
 def test_tiny_train_infer_evaluate(cddpm_run):
     (overlay, recipe), out = load_recipe(BUNDLE), cddpm_run["output_dir"]
     tiny = recipe["tiny"]
@@ -64,7 +60,7 @@ def test_tiny_train_infer_evaluate(cddpm_run):
 def test_workflow_properties(cddpm_run, config, kind):
     workflow = ConfigWorkflow(config_file=[os.path.join(CONFIGS, config), os.path.join(CONFIGS, "demo.json")],
                               meta_file=os.path.join(CONFIGS, "metadata.json"), workflow_type=kind,
-                              **_tiny_overrides(cddpm_run, bundle_root=cddpm_run["output_dir"] + "/workflow", cache_rate=0.0))
+                              **tiny_overrides(BUNDLE, cddpm_run, bundle_root=cddpm_run["output_dir"] + "/workflow", cache_rate=0.0))
     workflow.initialize()
     if kind == "train":
         missing = workflow.check_properties()
@@ -80,7 +76,7 @@ def test_workflow_properties(cddpm_run, config, kind):
 def test_monai_label_contract(cddpm_run, tmp_path):
     """MONAI Label's steps (``bundle_infer``): the input slice fixes the output's size and affine, whatever its size,
     format or channels; a volume is refused with a one-line error naming the file."""
-    kwargs = dict(overrides=_tiny_overrides(cddpm_run, contrast="T2", guidance_weight=2.0),
+    kwargs = dict(overrides=tiny_overrides(BUNDLE, cddpm_run, contrast="T2", guidance_weight=2.0),
                   overlays=[os.path.join(CONFIGS, "demo.json")], model_file=os.path.join(cddpm_run["ckpt_dir"], "model.pt"))
     affine = np.array([[0.9, 0, 0, 5], [0, 1.3, 0, -7], [0, 0, 3, 2], [0, 0, 0, 1]])
     nib.save(nib.Nifti1Image(np.random.default_rng(0).random((30, 22), np.float32), affine), tmp_path / "slice.nii.gz")
@@ -105,7 +101,7 @@ def _expect_error(capsys, overrides, message, config="inference.json"):
 
 
 def test_bad_settings(capsys, cddpm_run, tmp_path):
-    args = _tiny_overrides(cddpm_run, output_dir=str(tmp_path / "out"))
+    args = tiny_overrides(BUNDLE, cddpm_run, output_dir=str(tmp_path / "out"))
     _expect_error(capsys, {**args, "generate_contrasts": ["T1", "DWI"]}, "contrast: unknown contrast 'DWI' (configured: FLAIR, T1, T1 post-contrast, T2)")
     _expect_error(capsys, {**args, "guidance_weight": -0.5}, "guidance_weight: w must be a number >= 0")
     _expect_error(capsys, {**args, "num_samples": 0}, "num_samples: N must be a positive integer, got 0")
@@ -119,7 +115,7 @@ def test_bad_settings(capsys, cddpm_run, tmp_path):
 def test_existing_outputs_are_not_overwritten(capsys, cddpm_run, tmp_path):
     (tmp_path / "out").mkdir()
     (tmp_path / "out" / "keep.txt").write_text("user data")
-    _expect_error(capsys, _tiny_overrides(cddpm_run, output_dir=str(tmp_path / "out")), "output folder exists and is not empty")
+    _expect_error(capsys, tiny_overrides(BUNDLE, cddpm_run, output_dir=str(tmp_path / "out")), "output folder exists and is not empty")
     assert os.listdir(tmp_path / "out") == ["keep.txt"]
 
 

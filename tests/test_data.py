@@ -174,3 +174,21 @@ def test_datalist_keeps_case_ids_that_name_folders(tmp_path):
     (tmp_path / "datalist.json").write_text(json.dumps({"test": [{"case": "Case_001", "image": "Case_001/img.nii.gz"}]}))
     item = load_section(str(tmp_path / "datalist.json"), "test")[0]
     assert item["case"] == "Case_001" and item["image"] == str(tmp_path / "Case_001" / "img.nii.gz")
+    (tmp_path / "Series01").mkdir()  # a DICOM series folder named without "/" or "." is still a path
+    (tmp_path / "datalist.json").write_text(json.dumps({"test": [{"case": "Series01", "image": "Series01"}]}))
+    item = load_section(str(tmp_path / "datalist.json"), "test")[0]
+    assert item["case"] == "Series01" and item["image"] == str(tmp_path / "Series01")
+
+
+def test_rgba_png_mask_keeps_only_the_painted_pixels(tmp_path):
+    """Drawing tools save RGBA: the alpha channel (opaque everywhere) must not mark the whole image."""
+    from PIL import Image
+
+    from medi2i.data.masks import load_mask
+
+    rgba = np.zeros((8, 8, 4), np.uint8)
+    rgba[..., 3] = 255
+    rgba[2:4, 2:5, :3] = 255
+    Image.fromarray(rgba, "RGBA").save(tmp_path / "mask.png")
+    mask = load_mask(str(tmp_path / "mask.png"))
+    assert mask.shape == (1, 8, 8) and int(mask.sum()) == 6

@@ -23,10 +23,6 @@ from medi2i.workflows import growth_targets
 CONFIGS = os.path.join(GROWTH, "configs")
 
 
-def _tiny_overrides(run, **extra):
-    return {**tiny_overrides(GROWTH, run), **extra}
-
-
 def test_tiny_train_infer_evaluate(tiny_growth_run):
     out = tiny_growth_run["output_dir"]
     for path in ("models/model.pt", "models/regressor.pt", "runs/diffusion/checkpoint_final.pt", "runs/regressor/checkpoint_final.pt"):
@@ -52,7 +48,7 @@ def test_tiny_train_infer_evaluate(tiny_growth_run):
 
 
 def test_training_resumes_from_the_last_checkpoint(tiny_growth_run, tmp_path):
-    overrides = _tiny_overrides(tiny_growth_run, bundle_root=str(tmp_path), ckpt_dir=str(tmp_path / "models"),
+    overrides = tiny_overrides(GROWTH, tiny_growth_run, bundle_root=str(tmp_path), ckpt_dir=str(tmp_path / "models"),
                                 epoch_length=2, val_interval=1)
     run_step(GROWTH, "train_diffusion.json", {**overrides, "max_epochs": 1})
     run_step(GROWTH, "train_diffusion.json", {**overrides, "max_epochs": 2})
@@ -131,7 +127,7 @@ def _expect_error(capsys, overrides, message, config="inference.json"):
 
 @pytest.fixture
 def infer_args(tiny_growth_run, tmp_path):
-    return _tiny_overrides(tiny_growth_run, output_dir=str(tmp_path / "out"))
+    return tiny_overrides(GROWTH, tiny_growth_run, output_dir=str(tmp_path / "out"))
 
 
 def _phantom_case(tmp_path, name="case"):

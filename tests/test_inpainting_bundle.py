@@ -28,10 +28,6 @@ def inpainting_run(tiny_run):
     return tiny_run(BUNDLE)
 
 
-def _overrides(run, **extra):
-    return {**tiny_overrides(BUNDLE, run), **extra}
-
-
 def _rows(path):
     with open(path) as f:
         return list(csv.DictReader(f))
@@ -64,7 +60,7 @@ def test_tiny_train_infer_evaluate(inpainting_run):
 def test_inference_on_the_growth_bundles_ddpm(inpainting_run, tiny_growth_run, tmp_path):
     """One DDPM for all guidances: the checkpoint written by the growth bundle's train_diffusion.json."""
     growth_model = os.path.join(tiny_growth_run["ckpt_dir"], "model.pt")
-    run_step(BUNDLE, "inference.json", _overrides(inpainting_run, ddpm_checkpoint=growth_model, output_dir=str(tmp_path / "out")))
+    run_step(BUNDLE, "inference.json", tiny_overrides(BUNDLE, inpainting_run, ddpm_checkpoint=growth_model, output_dir=str(tmp_path / "out")))
     rows = _rows(tmp_path / "out" / "summary.csv")
     assert rows == [{**r, "seconds_per_image": rows[i]["seconds_per_image"]}
                     for i, r in enumerate(_rows(os.path.join(inpainting_run["output_dir"], "outputs", "summary.csv")))]
@@ -103,7 +99,7 @@ def test_paper_settings_by_default():
 
 def test_uncertainty_maps_from_stochastic_samples(capsys, inpainting_run, tmp_path):
     """N translations with DDIM eta > 0: per-pixel mean and standard deviation written next to the output."""
-    overrides = _overrides(inpainting_run, output_dir=str(tmp_path / "out"), uncertainty_samples=3, ddim_eta=0.5)
+    overrides = tiny_overrides(BUNDLE, inpainting_run, output_dir=str(tmp_path / "out"), uncertainty_samples=3, ddim_eta=0.5)
     run_step(BUNDLE, "inference.json", overrides)
     case = next(p for p in (tmp_path / "out").iterdir() if p.is_dir())
     output, mean, std = (np.asarray(nib.load(str(case / f"inpainted{s}.nii.gz")).dataobj) for s in ("", "_mean", "_std"))
@@ -119,7 +115,7 @@ def test_real_brats_case_anomaly_map(inpainting_run, tmp_path):
     (tiny networks trained on phantoms: this checks reading, 240 -> 256 padding and evaluation on real data,
     not quality; the Dice/AUROC it prints are not results)."""
     case = shared("brats2018", "Brats18_TCIA01_201_1")
-    common = _overrides(inpainting_run, image_size=256, inputs=case, bundle_root=str(tmp_path), noise_level=200, stride=200)
+    common = tiny_overrides(BUNDLE, inpainting_run, image_size=256, inputs=case, bundle_root=str(tmp_path), noise_level=200, stride=200)
     run_step(BUNDLE, "inference_classifier.json", common)
     run_step(BUNDLE, "evaluate_classifier.json", common)
     folder = tmp_path / "outputs_classifier" / "Brats18_TCIA01_201_1"
@@ -138,7 +134,7 @@ def _expect_error(capsys, overrides, message, config="inference.json"):
 
 
 def test_bad_masks_and_checkpoints(capsys, inpainting_run, tmp_path):
-    args = _overrides(inpainting_run, output_dir=str(tmp_path / "out"))
+    args = tiny_overrides(BUNDLE, inpainting_run, output_dir=str(tmp_path / "out"))
     nib.save(nib.Nifti1Image(np.ones((20, 32), np.uint8), np.eye(4)), str(tmp_path / "wrong.nii.gz"))
     _expect_error(capsys, {**args, "mask_file": str(tmp_path / "wrong.nii.gz")},
                   "wrong.nii.gz: mask shape (20, 32) differs from the image slice (32, 32)")

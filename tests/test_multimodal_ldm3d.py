@@ -114,10 +114,6 @@ def aldm_run(tiny_run):
     return tiny_run(BUNDLE)
 
 
-def _tiny(run, **extra):
-    return {**tiny_overrides(BUNDLE, run), **extra}
-
-
 def test_tiny_stage1_to_evaluate(aldm_run):
     out = aldm_run["output_dir"]
     for path in ("models/autoencoder.pt", "models/spade.pt", "models/model.pt", "runs/autoencoder/checkpoint_final.pt",
@@ -146,7 +142,7 @@ def test_output_keeps_the_source_shape_and_affine(aldm_run, tmp_path):
     volume = np.zeros((40, 30, 36), np.float32)
     volume[5:35, 4:26, 6:30] = np.random.default_rng(0).uniform(100, 900, (30, 22, 24))
     nib.save(nib.Nifti1Image(volume, affine), str(tmp_path / "subject_t1.nii.gz"))
-    run_step(BUNDLE, "inference.json", _tiny(aldm_run, inputs=str(tmp_path / "subject_t1.nii.gz"), output_dir=str(tmp_path / "out"),
+    run_step(BUNDLE, "inference.json", tiny_overrides(BUNDLE, aldm_run, inputs=str(tmp_path / "subject_t1.nii.gz"), output_dir=str(tmp_path / "out"),
                                             targets=["t1ce", "t2", "flair"]))
     for target in ("t1ce", "t2", "flair"):
         written = nib.load(str(tmp_path / "out" / "subject_t1" / f"{target}.nii.gz"))
@@ -157,7 +153,7 @@ def test_output_keeps_the_source_shape_and_affine(aldm_run, tmp_path):
 
 def test_real_brats_case_round_trips_through_the_tiny_model(aldm_run, tmp_path):
     case = shared("brats2018", "Brats18_TCIA01_201_1")
-    run_step(BUNDLE, "inference.json", _tiny(aldm_run, inputs=case, output_dir=str(tmp_path / "out"), targets=["t2"]))
+    run_step(BUNDLE, "inference.json", tiny_overrides(BUNDLE, aldm_run, inputs=case, output_dir=str(tmp_path / "out"), targets=["t2"]))
     source = nib.load(os.path.join(case, "Brats18_TCIA01_201_1_t1.nii.gz"))
     written = nib.load(str(tmp_path / "out" / "Brats18_TCIA01_201_1" / "t2.nii.gz"))
     assert written.shape[:3] == source.shape == (240, 240, 155) and np.allclose(written.affine, source.affine)
@@ -182,7 +178,7 @@ def _expect_error(capsys, overrides, message, config="inference.json"):
 
 
 def test_bad_input(capsys, aldm_run, tmp_path):
-    args = _tiny(aldm_run, output_dir=str(tmp_path / "out"))
+    args = tiny_overrides(BUNDLE, aldm_run, output_dir=str(tmp_path / "out"))
     case = os.path.join(aldm_run["dataset_dir"], "Phantom_000")
     _expect_error(capsys, {**args, "inputs": case, "targets": ["t2", "pd"]}, "targets: unknown modality 'pd' (this model knows t1, t1ce, t2, flair)")
     _expect_error(capsys, {**args, "inputs": case, "source": "t2", "targets": ["t2"]}, "targets: target 't2' is the source modality")
@@ -200,7 +196,7 @@ def test_existing_outputs_are_not_overwritten(capsys, aldm_run, tmp_path):
     target.mkdir(parents=True)
     (target / "keep.txt").write_text("user data")
     case = os.path.join(aldm_run["dataset_dir"], "Phantom_000")
-    _expect_error(capsys, _tiny(aldm_run, inputs=case, output_dir=str(tmp_path / "out")), "output folder exists and is not empty")
+    _expect_error(capsys, tiny_overrides(BUNDLE, aldm_run, inputs=case, output_dir=str(tmp_path / "out")), "output folder exists and is not empty")
     assert os.listdir(target) == ["keep.txt"]
 
 
@@ -247,12 +243,12 @@ def test_monai_workflow_properties(aldm_run):
 
     for config in ("train_autoencoder.json", "train_spade.json", "train_diffusion.json"):
         workflow = ConfigWorkflow(config_file=[os.path.join(CONFIGS, config), os.path.join(CONFIGS, "demo.json")],
-                                  meta_file=os.path.join(CONFIGS, "metadata.json"), workflow_type="train", **_tiny(aldm_run))
+                                  meta_file=os.path.join(CONFIGS, "metadata.json"), workflow_type="train", **tiny_overrides(BUNDLE, aldm_run))
         workflow.initialize()
         assert workflow.check_properties() == [], config
     # inference: a runner, not a MONAI evaluator over a dataset (docs: `dataset` and `evaluator` are absent)
     workflow = ConfigWorkflow(config_file=[os.path.join(CONFIGS, "inference.json"), os.path.join(CONFIGS, "demo.json")],
-                              meta_file=os.path.join(CONFIGS, "metadata.json"), workflow_type="infer", **_tiny(aldm_run))
+                              meta_file=os.path.join(CONFIGS, "metadata.json"), workflow_type="infer", **tiny_overrides(BUNDLE, aldm_run))
     workflow.initialize()
     for key in ("bundle_root", "device", "network_def", "inferer", "preprocessing", "postprocessing", "dataset_dir"):
         assert workflow.parser.get_parsed_content(key) is not None, key
@@ -264,7 +260,7 @@ def _beside_the_tiny_model(run, tmp_path):
     models.mkdir()
     for name in ("autoencoder.pt", "spade.pt", "model.pt"):
         os.symlink(os.path.join(run["ckpt_dir"], name), models / name)
-    return models, _tiny(run, bundle_root=str(tmp_path), ckpt_dir=str(models))
+    return models, tiny_overrides(BUNDLE, run, bundle_root=str(tmp_path), ckpt_dir=str(models))
 
 
 def test_table3_ablations_train_and_are_evaluated(aldm_run, tmp_path):

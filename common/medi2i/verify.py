@@ -150,12 +150,12 @@ STATIC_CHECKS = {"files": check_files, "metadata": check_metadata, "docs": check
 
 
 # ------------------------------------------------------------------------------------------------- run checks
-def tiny_overrides(bundle: str, run: dict, config: str | None = None) -> dict:
-    """Overrides that point ``config`` at a tiny run's data and checkpoints, at tiny size."""
+def tiny_overrides(bundle: str, run: dict, config: str | None = None, **extra) -> dict:
+    """Overrides that point ``config`` at a tiny run's data and checkpoints, at tiny size (then ``extra``)."""
     _, recipe = load_recipe(bundle)
     tiny = recipe.get("tiny", {})
     return {**tiny.get("overrides", {}), **tiny.get("steps", {}).get(config, {}), "bundle_root": run["output_dir"],
-            "dataset_dir": run["dataset_dir"], "ckpt_dir": run["ckpt_dir"]}
+            "dataset_dir": run["dataset_dir"], "ckpt_dir": run["ckpt_dir"], **extra}
 
 
 def config_files(bundle: str, *names: str) -> list[str]:

@@ -113,12 +113,13 @@ def find_cases(path: str) -> list[dict]:
     return cases
 
 
-def _load(path, where: str) -> torch.Tensor:
+def _load(path, where: str, reader=None) -> torch.Tensor:
+    """``LoadImage`` (channel first, ``reader`` as MONAI takes it); a failure is one :class:`InputError` line."""
     try:
-        return LoadImage(image_only=True, ensure_channel_first=True)(path)
+        return LoadImage(image_only=True, ensure_channel_first=True, reader=reader)(path)
     except Exception as err:  # noqa: BLE001 - the reader's own message is kept, on one line
         msg = str(err).strip().splitlines()[-1] if str(err).strip() else type(err).__name__
-        raise InputError(where, f"cannot be read as an image ({msg})") from err
+        raise InputError(where, f"cannot be read as an image ({msg[:200]})") from err
 
 
 def load_case(case: dict) -> tuple[torch.Tensor, torch.Tensor | None]:

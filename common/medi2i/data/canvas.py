@@ -18,6 +18,7 @@ from monai.transforms import MapTransform, Resize
 
 from ..errors import require
 from .brats import _load
+from .restore2d import RestoreFromSource
 
 
 @dataclass
@@ -53,20 +54,12 @@ class PrepareCanvasd(MapTransform):
         return d
 
 
-class RestoreCanvasd(MapTransform):
+class RestoreCanvasd(RestoreFromSource):
     """``pred`` ``(C, S, S)`` -> a MetaTensor of the input's spatial shape with the input's affine."""
 
     def __init__(self, keys="pred", source: str = "image"):
-        super().__init__(keys)
-        self.source = source
+        super().__init__(keys, f"{source}_canvas")
 
-    def __call__(self, data):
-        d = dict(data)
-        canvas: Canvas = d[f"{self.source}_canvas"]
-        plane = canvas.spatial_shape[:2]
-        for key in self.key_iterator(d):
-            pred = torch.as_tensor(d[key]).float()
-            pred = pred[..., 0] if pred.ndim == 4 else pred
-            resized = Resize(plane, mode="bilinear", anti_aliasing=True)(pred, lazy=False).as_tensor()
-            d[key] = MetaTensor(resized.reshape(pred.shape[0], *canvas.spatial_shape), affine=canvas.affine.clone())
-        return d
+    def restore(self, pred, canvas: Canvas, data):
+        resized = Resize(canvas.spatial_shape[:2], mode="bilinear", anti_aliasing=True)(pred, lazy=False).as_tensor()
+        return MetaTensor(resized.reshape(pred.shape[0], *canvas.spatial_shape), affine=canvas.affine.clone())

@@ -14,6 +14,7 @@ from monai.transforms import MapTransform, SpatialPad
 from ..errors import InputError, require
 from .brats import EXTENSIONS, brain_mask, find_cases, load_case
 from .datalist import load_section
+from .restore2d import RestoreFromSource
 from .slices import ScaleBrainIntensity, as_slab, axial_slice, largest_tumour_slice
 
 
@@ -121,17 +122,11 @@ class PrepareSliced(MapTransform):
         return d
 
 
-class RestoreSliced(MapTransform):
+class RestoreSliced(RestoreFromSource):
     """Undo :class:`PrepareSliced` on ``pred`` ``(C, S, S)``: the input's in-plane size and affine, ``(C, H, W, 1)``."""
 
     def __init__(self, keys="pred", source: str = "image"):
-        super().__init__(keys)
-        self.source = source
+        super().__init__(keys, f"{source}_prepared")
 
-    def __call__(self, data):
-        d = dict(data)
-        prepared: PreparedSlice = d[f"{self.source}_prepared"]
-        for key in self.key_iterator(d):
-            pred = torch.as_tensor(d[key]).float()
-            d[key] = prepared.restore(pred.unsqueeze(-1) if pred.ndim == 3 else pred)
-        return d
+    def restore(self, pred, prepared: PreparedSlice, data):
+        return prepared.restore(pred.unsqueeze(-1))

@@ -83,8 +83,9 @@ def load_section(datalist: str, section: str = "training") -> list[dict]:
     """Entries of one section of a datalist (``training``, ``validation``, ``test`` or ``<section>_cases``),
     paths made absolute (MONAI's Decathlon datalist loader).
 
-    MONAI's loader also turns any value that happens to name a file or folder beside the datalist into an absolute
-    path; identifiers (strings without ``/`` or ``.``, such as a case id equal to a case folder's name) are kept.
+    MONAI's loader also turns any other value that happens to name a file or folder beside the datalist into an
+    absolute path; identifiers (strings without ``/`` or ``.``, such as a case id equal to a case folder's name) are
+    kept. ``image`` and ``label`` are always paths (a DICOM folder may be named without ``/`` or ``.``).
     """
     check_file(datalist, "datalist")
     with open(datalist) as f:
@@ -94,6 +95,6 @@ def load_section(datalist: str, section: str = "training") -> list[dict]:
     require(len(items) > 0, datalist, f"section '{section}' is empty")
     for item, original in zip(items, raw[section]):
         for key, value in original.items():
-            if isinstance(value, str) and not any(c in value for c in "/."):
+            if key not in ("image", "label") and isinstance(value, str) and not any(c in value for c in "/."):
                 item[key] = value
     return items

@@ -21,12 +21,13 @@ import re
 
 import numpy as np
 import torch
-from monai.transforms import LoadImage, MapTransform, Resize, ScaleIntensityRangePercentiles
+from monai.transforms import MapTransform, Resize, ScaleIntensityRangePercentiles
 from tqdm import tqdm
 
-from ..errors import InputError, check_finite, require
+from ..errors import check_finite, require
 from .datalist import split_cases
 from .io import save_json, save_nifti
+from .brats import _load
 from .slices import as_slab, axial_slice
 
 VOLUME_EXTENSIONS = (".nii.gz", ".nii")
@@ -92,12 +93,7 @@ def load_image(case: dict) -> torch.Tensor:
     pictures through PIL; RGB is averaged to grey). Failures are one-line :class:`InputError` s naming the file."""
     path = case["image"]
     require(os.path.exists(path), path, "image file or DICOM folder not found")
-    try:
-        reader = "ITKReader" if os.path.isdir(path) else None
-        image = LoadImage(image_only=True, ensure_channel_first=True, reader=reader)(path)
-    except Exception as err:  # noqa: BLE001 - the reader's own message is kept, on one line
-        msg = str(err).strip().splitlines()[-1] if str(err).strip() else type(err).__name__
-        raise InputError(path, f"cannot be read as an image ({msg[:200]})") from err
+    image = _load(path, path, reader="ITKReader" if os.path.isdir(path) else None)
     if "channel_index" in case:
         image = image[case["channel_index"] : case["channel_index"] + 1]
     elif image.shape[0] in (3, 4) and path.lower().endswith(PICTURE_EXTENSIONS):
@@ -223,8 +219,3 @@ def build_image_datalist(dataset_dir: str, output_dir: str, kind: str = "volumes
     require(len(datalist["training"]) > 0, dataset_dir, "no training slice (too few images for the split?)")
     return save_json(datalist, os.path.join(output_dir, "datalist.json"))
 
-
-def as_numpy_2d(x) -> np.ndarray:
-    """A ``(1, H, W[, 1])`` tensor as an ``(H, W)`` float array."""
-    arr = x.detach().cpu().float().numpy() if isinstance(x, torch.Tensor) else np.asarray(x, dtype=np.float32)
-    return arr.reshape(arr.shape[-3:-1] if arr.ndim == 4 else arr.shape[-2:])

@@ -9,10 +9,11 @@ setting): same shape as the slice, not empty, and mostly inside the brain; pixel
 from __future__ import annotations
 
 import torch
-from monai.transforms import LoadImage, SpatialPad
+from monai.transforms import SpatialPad
 
 from ..errors import InputError, check_file, require
-from .brats import brain_mask
+from .brats import _load, brain_mask
+from .images2d import _single_2d
 
 
 def blob_mask(shape, centre, radius: float) -> torch.Tensor:
@@ -22,17 +23,10 @@ def blob_mask(shape, centre, radius: float) -> torch.Tensor:
 
 
 def load_mask(path: str) -> torch.Tensor:
-    """A 2D mask file as a ``(1, H, W)`` boolean tensor (NIfTI ``(H, W)`` or ``(H, W, 1)``, PNG, any channels)."""
+    """A 2D mask file as a ``(1, H, W)`` boolean tensor (NIfTI ``(H, W)`` or ``(H, W, 1)``, grey or RGB(A) PNG; an
+    alpha channel is ignored, as for images)."""
     check_file(path, "mask file")
-    try:
-        mask = LoadImage(image_only=True, ensure_channel_first=True)(path)
-    except Exception as err:  # noqa: BLE001
-        raise InputError(path, f"mask cannot be read as an image ({type(err).__name__})") from err
-    mask = mask.as_tensor() if hasattr(mask, "as_tensor") else torch.as_tensor(mask)
-    if mask.ndim == 4:
-        require(mask.shape[-1] == 1, path, f"mask must be 2D (one slice), got shape {tuple(mask.shape[1:])}")
-        mask = mask[..., 0]
-    return (mask != 0).any(0, keepdim=True)
+    return _single_2d(_load(path, path), path).as_tensor() != 0
 
 
 class DesiredMask:

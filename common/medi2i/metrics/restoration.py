@@ -21,6 +21,7 @@ from monai.metrics import FIDMetric, PSNRMetric, SSIMMetric
 from monai.transforms import SobelGradients
 
 from ..errors import check_file
+from .image import masked_psnr
 
 
 def to_unit(x: torch.Tensor) -> torch.Tensor:
@@ -50,22 +51,14 @@ def accutance(x: torch.Tensor) -> torch.Tensor:
 FIDELITY = {"psnr": psnr, "ssim": ssim, "nmse": nmse}
 
 
-def _in_mask_sums(x, target, mask):
-    """Per image: squared error and squared target summed over ``mask`` pixels (``mask`` > 0.5), and their count."""
-    m = (mask > 0.5).float()
-    x, target = to_unit(x), to_unit(target)
-    count = m.flatten(1).sum(1).clamp_min(1)
-    return ((x - target) ** 2 * m).flatten(1).sum(1), (target**2 * m).flatten(1).sum(1), count
-
-
 def psnr_in_mask(x: torch.Tensor, target: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-    error, _, count = _in_mask_sums(x, target, mask)
-    return 10 * torch.log10(1.0 / (error / count).clamp_min(1e-12))
+    return masked_psnr(to_unit(x), to_unit(target), mask > 0.5)
 
 
 def nmse_in_mask(x: torch.Tensor, target: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-    error, energy, _ = _in_mask_sums(x, target, mask)
-    return error / energy.clamp_min(1e-12)
+    m = (mask > 0.5).float()
+    x, target = to_unit(x), to_unit(target)
+    return ((x - target) ** 2 * m).flatten(1).sum(1) / (target**2 * m).flatten(1).sum(1).clamp_min(1e-12)
 
 
 IN_MASK = {"psnr_hole": psnr_in_mask, "nmse_hole": nmse_in_mask}
