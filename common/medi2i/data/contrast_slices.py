@@ -23,7 +23,7 @@ from collections.abc import Iterator, Sequence
 import numpy as np
 import torch
 from monai.data import MetaTensor
-from monai.transforms import Orientation, ResizeWithPadOrCrop, Spacing
+from monai.transforms import Orientation, Resize, ResizeWithPadOrCrop, Spacing
 from tqdm import tqdm
 
 from ..errors import require
@@ -65,7 +65,7 @@ def _volumes(subject: dict, pixdim: float, fastmri_downsample: int) -> Iterator[
         f = int(fastmri_downsample)
         volume = torch.from_numpy(rss).permute(1, 2, 0)[None]  # (1, H, W, slices)
         if f > 1:
-            volume = torch.nn.functional.avg_pool2d(volume[0].permute(2, 0, 1)[:, None], f)[:, 0].permute(1, 2, 0)[None]
+            volume = Resize((volume.shape[1] // f, volume.shape[2] // f, -1), mode="area")(volume, lazy=False).as_tensor()
         yield canonical_contrast(acquisition), MetaTensor(volume, affine=torch.diag(torch.tensor([f, f, 1.0, 1.0], dtype=torch.float64)))
 
 

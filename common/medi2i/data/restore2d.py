@@ -8,9 +8,9 @@ padded BraTS slice have their own subclasses next to their preprocessing (``canv
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 from monai.data import MetaTensor
-from monai.transforms import MapTransform
+from monai.transforms import MapTransform, Resize, ScaleIntensityRange
+from monai.utils import convert_to_tensor
 
 
 class RestoreFromSource(MapTransform):
@@ -52,12 +52,12 @@ class Restored(RestoreFromSource):
         size = tuple(original.shape[1:])
         lo, hi = source["range"]
         if tuple(pred.shape[1:]) != size:
-            pred = F.interpolate(pred[None], size=size, mode=self.mode, antialias=self.mode in ("bilinear", "bicubic"))[0]
-        pred = lo + (pred.clamp(-1, 1) + 1) / 2 * (hi - lo)
+            pred = Resize(size, mode=self.mode, anti_aliasing=True)(pred, lazy=False).as_tensor()
+        pred = convert_to_tensor(ScaleIntensityRange(a_min=-1.0, a_max=1.0, b_min=lo, b_max=hi, clip=True)(pred), track_meta=False)
         if self.mask_key and data.get(self.mask_key) is not None:
             mask = source.get("mask")  # the user's mask as given, else the drawn one brought to the input's size
             if mask is None:
-                mask = torch.as_tensor(data[self.mask_key]).float().cpu()
-                mask = F.interpolate(mask.reshape(1, 1, *mask.shape[-2:]), size=size, mode="nearest")[0]
+                mask = torch.as_tensor(data[self.mask_key]).float().cpu().reshape(1, *data[self.mask_key].shape[-2:])
+                mask = Resize(size, mode="nearest")(mask, lazy=False).as_tensor()
             pred = original * (1 - mask) + pred * mask
         return MetaTensor(pred.unsqueeze(-1) if source["ndim"] == 4 else pred, affine=source["affine"])
