@@ -18,11 +18,11 @@ def freeze(network: nn.Module) -> nn.Module:
     return network
 
 
-def _per_sample(value, batch: int, like: torch.Tensor) -> torch.Tensor:
-    """A scalar, sequence or tensor as a float tensor of shape (batch,); None -> all NaN."""
+def _per_sample(value, batch: int, like: torch.Tensor, dtype: torch.dtype = torch.float32) -> torch.Tensor:
+    """A scalar, sequence or tensor as a ``dtype`` tensor of shape (batch,) on ``like``'s device; None -> all NaN."""
     if value is None:
-        return torch.full((batch,), float("nan"), device=like.device)
-    v = torch.as_tensor(value, dtype=torch.float32, device=like.device).reshape(-1)
+        return torch.full((batch,), float("nan"), device=like.device, dtype=dtype)
+    v = torch.as_tensor(value, dtype=dtype, device=like.device).reshape(-1)
     return v.expand(batch) if v.numel() == 1 else v
 
 
