@@ -270,10 +270,12 @@ def test_table3_ablations_train_and_are_evaluated(aldm_run, tmp_path):
 
     _, recipe = load_recipe(BUNDLE)
     models, common = _beside_the_tiny_model(aldm_run, tmp_path)
+    (models / "spade.pt").unlink()  # neither ablation trains with MS-SPADE: none is loaded
     for ablation, name in (("palette", "diffusion_palette"), ("diffusion_only", "diffusion_only")):
         files = [os.path.join(CONFIGS, c) for c in ("train_diffusion.json", f"ablation_{ablation}.json", "demo.json")]
         bundle_run(config_file=files, **common, **recipe["tiny"]["steps"]["train_diffusion.json"])
         assert (models / f"{name}.pt").is_file() and (tmp_path / "runs" / name / "checkpoint_final.pt").is_file()
+    os.symlink(os.path.join(aldm_run["ckpt_dir"], "spade.pt"), models / "spade.pt")
     methods = ["aldm", "palette", "diffusion_only", "spade_only", "identity"]
     bundle_run(config_file=[os.path.join(CONFIGS, "evaluate.json"), os.path.join(CONFIGS, "demo.json")],
                **{**common, "sources": ["t1"], "targets": ["t2"], "methods": methods})

@@ -19,13 +19,7 @@ from torch import nn
 from tqdm import tqdm
 
 from ..errors import require
-
-
-def _per_sample(value, batch: int, like: torch.Tensor) -> torch.Tensor:
-    """A scalar or (B,) value as a float tensor broadcastable over ``like`` (B, C, ...)."""
-    v = torch.as_tensor(value, dtype=like.dtype, device=like.device).reshape(-1)
-    v = v.expand(batch) if v.numel() == 1 else v
-    return v.view(-1, *([1] * (like.ndim - 1)))
+from .guidance import _per_sample
 
 
 def guided_epsilon(network: nn.Module, x: torch.Tensor, timesteps: torch.Tensor, class_labels: torch.Tensor,
@@ -35,7 +29,7 @@ def guided_epsilon(network: nn.Module, x: torch.Tensor, timesteps: torch.Tensor,
     The conditional and unconditional predictions come from one batched network call; with ``w = 0`` everywhere
     only the conditional one is computed.
     """
-    w = _per_sample(guidance_weight, x.shape[0], x)
+    w = _per_sample(guidance_weight, x.shape[0], x, x.dtype).view(-1, *([1] * (x.ndim - 1)))
     if not bool((w != 0).any()):
         return network(x, timesteps=timesteps, class_labels=class_labels)
     null = torch.full_like(class_labels, int(null_class))

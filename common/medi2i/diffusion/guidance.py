@@ -9,6 +9,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from ..networks.checkpoints import load_weights
+
 
 def freeze(network: nn.Module) -> nn.Module:
     """Evaluation mode and no parameter gradients."""
@@ -18,15 +20,51 @@ def freeze(network: nn.Module) -> nn.Module:
     return network
 
 
-def _per_sample(value, batch: int, like: torch.Tensor) -> torch.Tensor:
-    """A scalar, sequence or tensor as a float tensor of shape (batch,); None -> all NaN."""
+def _per_sample(value, batch: int, like: torch.Tensor, dtype: torch.dtype = torch.float32) -> torch.Tensor:
+    """A scalar, sequence or tensor as a ``dtype`` tensor of shape (batch,) on ``like``'s device; None -> all NaN."""
     if value is None:
-        return torch.full((batch,), float("nan"), device=like.device)
-    v = torch.as_tensor(value, dtype=torch.float32, device=like.device).reshape(-1)
+        return torch.full((batch,), float("nan"), device=like.device, dtype=dtype)
+    v = torch.as_tensor(value, dtype=dtype, device=like.device).reshape(-1)
     return v.expand(batch) if v.numel() == 1 else v
 
 
-class RegressionGuidance:
+class _NetworkGuidance:
+    """Shared part of the guidances: a frozen network, an optional checkpoint loaded on first use (so a caller
+    holding only the diffusion model, e.g. MONAI Label, gets a working guidance), bf16 autocast on CUDA."""
+
+    what = "guidance network checkpoint"
+
+    def __init__(self, network: nn.Module, checkpoint: str | None = None, amp: bool = False):
+        self.network, self.checkpoint, self.amp = freeze(network), checkpoint, amp
+        self._loaded = checkpoint is None
+        self.last_value: torch.Tensor | None = None
+
+    def load(self) -> None:
+        """Load ``checkpoint`` once (one-line error when missing or mismatched)."""
+        if not self._loaded:
+            device = next(self.network.parameters()).device
+            load_weights(self.network, self.checkpoint, self.what, map_location=device)
+            freeze(self.network)
+            self._loaded = True
+
+    def logits(self, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        """The network's output ``network(x, timesteps=t)`` in float32."""
+        self.load()
+        with torch.autocast("cuda", dtype=torch.bfloat16, enabled=self.amp and x.is_cuda):
+            return self.network(x, timesteps=t).float()
+
+    def _gradient(self, x: torch.Tensor, t: torch.Tensor, objective) -> torch.Tensor:
+        """grad_x of ``objective(logits)`` (per-sample values, summed: samples do not interact); the values are
+        kept in ``last_value``."""
+        with torch.enable_grad():
+            x_in = x.detach().requires_grad_(True)
+            value = objective(self.logits(x_in, t))
+            (grad,) = torch.autograd.grad(value.sum(), x_in)
+        self.last_value = value.detach()
+        return grad
+
+
+class RegressionGuidance(_NetworkGuidance):
     """Swiss Army Knife Algorithm 1: ``g = s_t * c * grad_x R(x_t, t)``.
 
     ``s_t = i - R(x_t, t)`` for a desired value i, or a fixed ``s_t`` (+1 grows, -1 shrinks). Both can be
@@ -37,31 +75,23 @@ class RegressionGuidance:
         gradient_scale: the constant c (1000 for BraTS in the paper, 5 for faces).
         desired_value: default i (None when ``fixed_scale`` is used).
         fixed_scale: default fixed s_t.
+        checkpoint: regressor weights loaded on first use.
         amp: bf16 autocast of the regressor on CUDA.
     """
 
-    def __init__(self, regressor: nn.Module, gradient_scale: float = 1000.0, desired_value=None, fixed_scale=None,
-                 amp: bool = False):
-        self.regressor = freeze(regressor)
-        self.gradient_scale = float(gradient_scale)
-        self.desired_value, self.fixed_scale, self.amp = desired_value, fixed_scale, amp
-        self.last_prediction: torch.Tensor | None = None
+    what = "regressor checkpoint"
 
-    def predict(self, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
-        """R(x_t, t) as a (B,) tensor (differentiable in x)."""
-        with torch.autocast("cuda", dtype=torch.bfloat16, enabled=self.amp and x.is_cuda):
-            return self.regressor(x, timesteps=t).float().reshape(x.shape[0])
+    def __init__(self, regressor: nn.Module, gradient_scale: float = 1000.0, desired_value=None, fixed_scale=None,
+                 checkpoint: str | None = None, amp: bool = False):
+        super().__init__(regressor, checkpoint, amp)
+        self.gradient_scale = float(gradient_scale)
+        self.desired_value, self.fixed_scale = desired_value, fixed_scale
 
     def __call__(self, x: torch.Tensor, t: torch.Tensor, desired_value=None, fixed_scale=None) -> torch.Tensor:
         desired = _per_sample(self.desired_value if desired_value is None else desired_value, x.shape[0], x)
         fixed = _per_sample(self.fixed_scale if fixed_scale is None else fixed_scale, x.shape[0], x)
-        with torch.enable_grad():
-            x_in = x.detach().requires_grad_(True)
-            r = self.predict(x_in, t)
-            (grad,) = torch.autograd.grad(r.sum(), x_in)
-        r = r.detach()
-        self.last_prediction = r
-        s = torch.where(torch.isnan(desired), fixed, desired - r)
+        grad = self._gradient(x, t, lambda r: r.reshape(x.shape[0]))  # R(x_t, t), kept in last_value
+        s = torch.where(torch.isnan(desired), fixed, desired - self.last_value)
         if torch.isnan(s).any():
             raise ValueError("RegressionGuidance needs a desired_value or a fixed_scale for every sample")
         return self.gradient_scale * s.view(-1, *([1] * (x.ndim - 1))) * grad

@@ -6,7 +6,6 @@ from __future__ import annotations
 import torch
 from monai.inferers import Inferer
 
-from ..networks.checkpoints import load_weights
 from .ddim import DDIMSampler, Guidance
 
 
@@ -17,32 +16,26 @@ class GuidedTranslationInferer(Inferer):
     arguments (e.g. per-sample ``desired_value``) are passed to the guidance. ``guidance_inputs`` maps a guidance
     keyword to a function of the clean inputs ``(B, C, H, W)`` that supplies it when the call does not (e.g. the
     desired mask z drawn for each image), so ``inferer(inputs, network)`` alone runs the whole task.
-    ``checkpoints`` (``[(module, path, what), ...]``, e.g. the regressor's weights) are loaded once, on the first
-    call or by :meth:`load`, so that a caller holding only the diffusion model (MONAI Label) gets a working guidance.
+    The guidance network's weights (its ``checkpoint``) are loaded on the first call or by :meth:`load`, so that a
+    caller holding only the diffusion model (MONAI Label) gets a working guidance.
     """
 
-    def __init__(self, sampler: DDIMSampler, guidance: Guidance | None = None, guidance_inputs: dict | None = None,
-                 checkpoints=()):
+    def __init__(self, sampler: DDIMSampler, guidance: Guidance | None = None, guidance_inputs: dict | None = None):
         super().__init__()
         self.sampler, self.guidance, self.guidance_inputs = sampler, guidance, dict(guidance_inputs or {})
-        self.checkpoints, self._loaded = list(checkpoints), False
 
     def check(self) -> None:
         """Validate the sampler settings before any work (one-line errors)."""
         self.sampler.check()
 
     def load(self, map_location=None) -> None:
-        """Load the guidance networks' weights now (strictly; one-line errors); later calls do nothing."""
-        if self._loaded:
-            return
-        for module, path, what in self.checkpoints:
-            load_weights(module, path, what, map_location=map_location)
+        """Load the guidance network's weights now (strictly; one-line errors); later calls do nothing. The weights
+        go to the guidance network's device (``map_location`` is accepted for the workflows' call)."""
         if hasattr(self.guidance, "load"):
             self.guidance.load()
-        self._loaded = True
 
     def __call__(self, inputs: torch.Tensor, network: torch.nn.Module, *args, **kwargs) -> torch.Tensor:
-        self.load(map_location=inputs.device)
+        self.load()
         slab = inputs.ndim == 5 and inputs.shape[-1] == 1
         x = torch.as_tensor(inputs[..., 0] if slab else inputs).float()
         for key, make in self.guidance_inputs.items():

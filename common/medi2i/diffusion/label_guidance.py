@@ -8,7 +8,8 @@
 * :class:`ClassifierGuidance`: ``g = s * grad_x log p(y | x_t)`` towards the class ``y`` (healthy = 0).
 
 Networks output logits, are frozen, and gradients are taken with respect to x_t only. A guidance can load its
-network's weights itself on first use (``checkpoint``), so a bundle's inferer works on its own (MONAI Label).
+network's weights itself on first use (``checkpoint``, :class:`~medi2i.diffusion.guidance._NetworkGuidance`), so a
+bundle's inferer works on its own (MONAI Label).
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .guidance import _per_sample, freeze
+from .guidance import _NetworkGuidance, _per_sample
 
 
 def mean_bce(logits: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
@@ -31,40 +32,6 @@ def class_log_probabilities(logits: torch.Tensor) -> torch.Tensor:
     if logits.shape[1] == 1:
         logits = torch.cat([torch.zeros_like(logits), logits], 1)
     return logits.log_softmax(1)
-
-
-class _NetworkGuidance:
-    """Shared part: a frozen network, optional lazily loaded checkpoint, bf16 autocast on CUDA."""
-
-    what = "guidance network checkpoint"
-
-    def __init__(self, network: nn.Module, checkpoint: str | None = None, amp: bool = False):
-        self.network, self.checkpoint, self.amp = freeze(network), checkpoint, amp
-        self._loaded = checkpoint is None
-
-    def load(self) -> None:
-        """Load ``checkpoint`` once (one-line error when missing or mismatched)."""
-        if not self._loaded:
-            from ..networks.checkpoints import load_weights
-
-            device = next(self.network.parameters()).device
-            load_weights(self.network, self.checkpoint, self.what, map_location=device)
-            freeze(self.network)
-            self._loaded = True
-
-    def logits(self, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
-        self.load()
-        with torch.autocast("cuda", dtype=torch.bfloat16, enabled=self.amp and x.is_cuda):
-            return self.network(x, timesteps=t).float()
-
-    def _gradient(self, x: torch.Tensor, t: torch.Tensor, objective) -> torch.Tensor:
-        """grad_x of ``objective(logits)`` (per-sample values, summed: samples do not interact)."""
-        with torch.enable_grad():
-            x_in = x.detach().requires_grad_(True)
-            value = objective(self.logits(x_in, t))
-            (grad,) = torch.autograd.grad(value.sum(), x_in)
-        self.last_value = value.detach()
-        return grad
 
 
 class SegmentationGuidance(_NetworkGuidance):

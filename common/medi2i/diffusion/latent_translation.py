@@ -88,8 +88,8 @@ class LatentTranslationInferer(Inferer):
             sampler, condition = self.sampler(), z
             if self.method == "diffusion_only":
                 sampler, condition = self.sampler(self.source_noise_level), torch.zeros_like(z)
-                abar = sampler.abar[self.source_noise_level].to(z)
-                noise = abar.sqrt() * z + (1 - abar).sqrt() * noise
+                level = torch.full((z.shape[0],), self.source_noise_level - 1, device=z.device, dtype=torch.long)
+                noise = self.scheduler.add_noise(z, noise, level)  # x_L: MONAI timestep L - 1 (abar_L)
             z = sampler.decode(ConcatConditionDenoiser(network), noise, network_kwargs={"condition": condition, "context": context})
         with torch.autocast("cuda", dtype=torch.bfloat16, enabled=self.amp and x.is_cuda):
             return self.autoencoder.decode_stage_2_outputs(z / self.latent_scale).float()

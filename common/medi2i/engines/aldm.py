@@ -25,6 +25,7 @@ from monai.inferers import Inferer
 from monai.losses import PatchAdversarialLoss, PerceptualLoss
 
 from ..errors import check_file
+from .losses import normal_kl
 
 logger = logging.getLogger(__name__)
 
@@ -78,7 +79,8 @@ def spade_cycle_loss(spade, target_like: torch.Tensor, source: torch.Tensor, z_s
 
 def kl_loss(z_mu: torch.Tensor, z_sigma: torch.Tensor) -> torch.Tensor:
     """KL divergence of ``N(mu, sigma^2)`` from ``N(0, 1)``, summed over the latent and averaged over the batch."""
-    kl = 0.5 * (z_mu.float().pow(2) + z_sigma.float().pow(2) - torch.log(z_sigma.float().pow(2)) - 1)
+    mu, logvar = z_mu.float(), torch.log(z_sigma.float().pow(2))
+    kl = normal_kl(mu, logvar, torch.zeros_like(mu), torch.zeros_like(logvar))
     return kl.flatten(1).sum(1).mean()
 
 

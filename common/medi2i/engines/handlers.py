@@ -5,10 +5,9 @@ from __future__ import annotations
 import glob
 import os
 
+import ignite.distributed as idist
 from ignite.engine import Engine, Events
 from monai.handlers import CheckpointLoader, CheckpointSaver, from_engine
-
-from .distributed import rank
 
 
 def latest_checkpoint(directory: str, pattern: str = "checkpoint*.pt") -> str | None:
@@ -34,7 +33,7 @@ class ResumableCheckpoint:
         objects = {**self.save_dict, "trainer": engine}
         if self.resume:
             engine.add_event_handler(Events.STARTED, self._resume, objects)
-        if rank() != 0:
+        if idist.get_rank() != 0:
             return
         CheckpointSaver(save_dir=self.directory, save_dict=objects, file_prefix="",
                         save_interval=self.save_interval, n_saved=1, save_final=True,

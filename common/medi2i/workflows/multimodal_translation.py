@@ -40,12 +40,17 @@ def modality_index(modalities: Sequence[str], name: str, setting: str) -> int:
 
 
 def resolve_volume_cases(inputs, modalities: Sequence[str], section: str = "test") -> list[dict]:
-    """Cases from paths: datalist JSONs (``section``), case/dataset folders (all ``modalities``) or single source
-    files (``"single": True``). Each case gets a unique ``name``."""
+    """Cases from datalist entries (:func:`~medi2i.data.multimodal.volume_datalist`) or paths: datalist JSONs
+    (``section``), case/dataset folders (all ``modalities``) or single source files (``"single": True``). Each case
+    gets a unique ``name``."""
     paths = [inputs] if isinstance(inputs, (str, os.PathLike)) else list(inputs or [])
     require(len(paths) > 0, "inputs", "no input given")
     cases: list[dict] = []
-    for path in map(str, paths):
+    for path in paths:
+        if isinstance(path, dict):
+            cases.append(dict(path))
+            continue
+        path = str(path)
         require(os.path.exists(path), path, "no such file or folder")
         if path.endswith(".json"):
             cases += load_section(path, section)
