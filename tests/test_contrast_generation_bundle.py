@@ -96,26 +96,22 @@ def test_monai_label_contract(cddpm_run, tmp_path):
 
 # ---- bad input: one line on stderr, exit status 2, nothing written -------------------------------------------
 
-def _expect_error(capsys, overrides, message, config="inference.json"):
-    expect_input_error(capsys, BUNDLE, config, overrides, message)
-
-
 def test_bad_settings(capsys, cddpm_run, tmp_path):
     args = tiny_overrides(BUNDLE, cddpm_run, output_dir=str(tmp_path / "out"))
-    _expect_error(capsys, {**args, "generate_contrasts": ["T1", "DWI"]}, "contrast: unknown contrast 'DWI' (configured: FLAIR, T1, T1 post-contrast, T2)")
-    _expect_error(capsys, {**args, "guidance_weight": -0.5}, "guidance_weight: w must be a number >= 0")
-    _expect_error(capsys, {**args, "num_samples": 0}, "num_samples: N must be a positive integer, got 0")
-    _expect_error(capsys, {**args, "sampler": "euler"}, "sampler: unknown sampler 'euler' (ddpm or ddim)")
-    _expect_error(capsys, {**args, "ckpt_dir": str(tmp_path / "none")}, "model.pt: diffusion model checkpoint not found")
-    _expect_error(capsys, {**args, "guidance_weights": [0.0, -2.0], "output_dir": str(tmp_path / "eval")},
-                  "guidance_weight: w must be a number >= 0", "evaluate.json")
+    expect_input_error(capsys, BUNDLE, {**args, "generate_contrasts": ["T1", "DWI"]}, "contrast: unknown contrast 'DWI' (configured: FLAIR, T1, T1 post-contrast, T2)")
+    expect_input_error(capsys, BUNDLE, {**args, "guidance_weight": -0.5}, "guidance_weight: w must be a number >= 0")
+    expect_input_error(capsys, BUNDLE, {**args, "num_samples": 0}, "num_samples: N must be a positive integer, got 0")
+    expect_input_error(capsys, BUNDLE, {**args, "sampler": "euler"}, "sampler: unknown sampler 'euler' (ddpm or ddim)")
+    expect_input_error(capsys, BUNDLE, {**args, "ckpt_dir": str(tmp_path / "none")}, "model.pt: diffusion model checkpoint not found")
+    expect_input_error(capsys, BUNDLE, {**args, "guidance_weights": [0.0, -2.0], "output_dir": str(tmp_path / "eval")},
+                       "guidance_weight: w must be a number >= 0", "evaluate.json")
     assert not os.path.exists(tmp_path / "out") and not os.path.exists(tmp_path / "eval")
 
 
 def test_existing_outputs_are_not_overwritten(capsys, cddpm_run, tmp_path):
     (tmp_path / "out").mkdir()
     (tmp_path / "out" / "keep.txt").write_text("user data")
-    _expect_error(capsys, tiny_overrides(BUNDLE, cddpm_run, output_dir=str(tmp_path / "out")), "output folder exists and is not empty")
+    expect_input_error(capsys, BUNDLE, tiny_overrides(BUNDLE, cddpm_run, output_dir=str(tmp_path / "out")), "output folder exists and is not empty")
     assert os.listdir(tmp_path / "out") == ["keep.txt"]
 
 

@@ -105,7 +105,7 @@ def test_uncertainty_maps_from_stochastic_samples(capsys, inpainting_run, tmp_pa
     output, mean, std = (np.asarray(nib.load(str(case / f"inpainted{s}.nii.gz")).dataobj) for s in ("", "_mean", "_std"))
     assert mean.shape == std.shape == output.shape and (std >= 0).all() and std.max() > 0
     assert not np.allclose(output, mean)  # the output is one sample, the mean averages three different ones
-    expect_input_error(capsys, BUNDLE, "inference.json", {**overrides, "ddim_eta": 0.0, "output_dir": str(tmp_path / "x")},
+    expect_input_error(capsys, BUNDLE, {**overrides, "ddim_eta": 0.0, "output_dir": str(tmp_path / "x")},
                        "set the sampler's eta > 0")
     assert not (tmp_path / "x").exists()
 
@@ -129,23 +129,19 @@ def test_real_brats_case_anomaly_map(inpainting_run, tmp_path):
 
 # ---- bad input: one line on stderr, exit status 2, nothing written -------------------------------------------
 
-def _expect_error(capsys, overrides, message, config="inference.json"):
-    expect_input_error(capsys, BUNDLE, config, overrides, message)
-
-
 def test_bad_masks_and_checkpoints(capsys, inpainting_run, tmp_path):
     args = tiny_overrides(BUNDLE, inpainting_run, output_dir=str(tmp_path / "out"))
     nib.save(nib.Nifti1Image(np.ones((20, 32), np.uint8), np.eye(4)), str(tmp_path / "wrong.nii.gz"))
-    _expect_error(capsys, {**args, "mask_file": str(tmp_path / "wrong.nii.gz")},
-                  "wrong.nii.gz: mask shape (20, 32) differs from the image slice (32, 32)")
+    expect_input_error(capsys, BUNDLE, {**args, "mask_file": str(tmp_path / "wrong.nii.gz")},
+                       "wrong.nii.gz: mask shape (20, 32) differs from the image slice (32, 32)")
     nib.save(nib.Nifti1Image(np.zeros((32, 32), np.uint8), np.eye(4)), str(tmp_path / "empty.nii.gz"))
-    _expect_error(capsys, {**args, "mask_file": str(tmp_path / "empty.nii.gz")}, "empty.nii.gz: mask is empty")
-    _expect_error(capsys, {**args, "mask_centre": [0, 0], "mask_radius": 3}, "mask lies outside the brain")
-    _expect_error(capsys, {**args, "ckpt_dir": str(tmp_path / "none"), "ddpm_checkpoint": os.path.join(inpainting_run["ckpt_dir"], "model.pt")},
-                  "segmenter.pt: segmenter checkpoint not found")
-    _expect_error(capsys, {**args, "ddpm_checkpoint": str(tmp_path / "none.pt")}, "none.pt: diffusion model checkpoint not found")
-    _expect_error(capsys, {**args, "inference_dir": str(tmp_path / "none"), "output_dir": str(tmp_path / "out")},
-                  "summary.csv: inference summary", "evaluate.json")
+    expect_input_error(capsys, BUNDLE, {**args, "mask_file": str(tmp_path / "empty.nii.gz")}, "empty.nii.gz: mask is empty")
+    expect_input_error(capsys, BUNDLE, {**args, "mask_centre": [0, 0], "mask_radius": 3}, "mask lies outside the brain")
+    expect_input_error(capsys, BUNDLE, {**args, "ckpt_dir": str(tmp_path / "none"), "ddpm_checkpoint": os.path.join(inpainting_run["ckpt_dir"], "model.pt")},
+                       "segmenter.pt: segmenter checkpoint not found")
+    expect_input_error(capsys, BUNDLE, {**args, "ddpm_checkpoint": str(tmp_path / "none.pt")}, "none.pt: diffusion model checkpoint not found")
+    expect_input_error(capsys, BUNDLE, {**args, "inference_dir": str(tmp_path / "none"), "output_dir": str(tmp_path / "out")},
+                       "summary.csv: inference summary", "evaluate.json")
     assert not os.path.exists(tmp_path / "out")
 
 

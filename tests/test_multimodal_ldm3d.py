@@ -173,21 +173,17 @@ def test_real_data_readers():
 
 # ---- bad input: one line on stderr, exit status 2, nothing written -------------------------------------------
 
-def _expect_error(capsys, overrides, message, config="inference.json"):
-    expect_input_error(capsys, BUNDLE, config, overrides, message)
-
-
 def test_bad_input(capsys, aldm_run, tmp_path):
     args = tiny_overrides(BUNDLE, aldm_run, output_dir=str(tmp_path / "out"))
     case = os.path.join(aldm_run["dataset_dir"], "Phantom_000")
-    _expect_error(capsys, {**args, "inputs": case, "targets": ["t2", "pd"]}, "targets: unknown modality 'pd' (this model knows t1, t1ce, t2, flair)")
-    _expect_error(capsys, {**args, "inputs": case, "source": "t2", "targets": ["t2"]}, "targets: target 't2' is the source modality")
+    expect_input_error(capsys, BUNDLE, {**args, "inputs": case, "targets": ["t2", "pd"]}, "targets: unknown modality 'pd' (this model knows t1, t1ce, t2, flair)")
+    expect_input_error(capsys, BUNDLE, {**args, "inputs": case, "source": "t2", "targets": ["t2"]}, "targets: target 't2' is the source modality")
     nib.save(nib.Nifti1Image(np.ones((32, 32, 2), np.float32), np.eye(4)), str(tmp_path / "thin.nii.gz"))
-    _expect_error(capsys, {**args, "inputs": str(tmp_path / "thin.nii.gz")},
-                  "thin.nii.gz: volume 32x32x2 is smaller than the network's downsampling factor 4 along a side")
+    expect_input_error(capsys, BUNDLE, {**args, "inputs": str(tmp_path / "thin.nii.gz")},
+                       "thin.nii.gz: volume 32x32x2 is smaller than the network's downsampling factor 4 along a side")
     nib.save(nib.Nifti1Image(np.ones((32, 32, 32, 2), np.float32), np.eye(4)), str(tmp_path / "two.nii.gz"))
-    _expect_error(capsys, {**args, "inputs": str(tmp_path / "two.nii.gz")}, "two.nii.gz: expected 1 channel per modality file, found 2")
-    _expect_error(capsys, {**args, "inputs": case, "ckpt_dir": str(tmp_path / "none")}, "autoencoder.pt: autoencoder checkpoint not found")
+    expect_input_error(capsys, BUNDLE, {**args, "inputs": str(tmp_path / "two.nii.gz")}, "two.nii.gz: expected 1 channel per modality file, found 2")
+    expect_input_error(capsys, BUNDLE, {**args, "inputs": case, "ckpt_dir": str(tmp_path / "none")}, "autoencoder.pt: autoencoder checkpoint not found")
     assert not os.path.exists(tmp_path / "out")
 
 
@@ -196,7 +192,7 @@ def test_existing_outputs_are_not_overwritten(capsys, aldm_run, tmp_path):
     target.mkdir(parents=True)
     (target / "keep.txt").write_text("user data")
     case = os.path.join(aldm_run["dataset_dir"], "Phantom_000")
-    _expect_error(capsys, tiny_overrides(BUNDLE, aldm_run, inputs=case, output_dir=str(tmp_path / "out")), "output folder exists and is not empty")
+    expect_input_error(capsys, BUNDLE, tiny_overrides(BUNDLE, aldm_run, inputs=case, output_dir=str(tmp_path / "out")), "output folder exists and is not empty")
     assert os.listdir(target) == ["keep.txt"]
 
 
