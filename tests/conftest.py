@@ -46,8 +46,9 @@ def tiny_growth_run(tiny_run):
     return tiny_run(GROWTH)
 
 
-def expect_input_error(capsys, bundle: str, config: str, overrides: dict, message: str) -> None:
-    """Running ``config`` of ``bundle`` exits with status 2 and one ``error: ...`` line containing ``message``."""
+def expect_input_error(capsys, bundle: str, overrides: dict, message: str, config: str = "inference.json") -> None:
+    """Running ``config`` of ``bundle`` with ``overrides`` exits with status 2 and one ``error: ...`` line containing
+    ``message``."""
     from medi2i.recipes import run_step
 
     with pytest.raises(SystemExit) as exit_info:

@@ -13,16 +13,17 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
-from monai.bundle import ConfigParser, ConfigWorkflow
+from monai.bundle import ConfigParser
 from monai.data import MetaTensor
 from monai.networks.schedulers import DDPMScheduler
 from monai.transforms import LoadImage
 
 from conftest import ROOT, shared
 from medi2i.data import DownUpSampled, GaussianSaltPepperNoised, InpaintingMaskd, build_image_datalist, find_radiographs, find_volumes, load_image
-from medi2i.data.degradations import downsampled_size
+from medi2i.data.degradations import downsampled_size, upsample
 from medi2i.diffusion import ConditionalDiffusionInferer, ConditionalSampler, GaussianConditionalEpsilon
 from medi2i.recipes import load_recipe
+from medi2i import verify
 from medi2i.verify import tiny_overrides
 from medi2i.metrics.restoration import nmse_in_mask, psnr, psnr_in_mask
 from medi2i.workflows import BiharmonicFill, NearestFill
@@ -50,7 +51,9 @@ def test_x4_downsample_halves_twice():
     blocky = torch.repeat_interleave(torch.repeat_interleave(once[0], 4, 1), 4, 2)  # constant on 4x4 blocks
     out = DownUpSampled("image", factor=4, up_mode="nearest")({"image": blocky})
     assert torch.allclose(out["condition"], blocky.clamp(-1, 1), atol=1e-6) and out["condition"].shape == (1, 128, 128)
-    assert not torch.allclose(DownUpSampled("image", factor=4)({"image": x})["condition"], x, atol=0.05)
+    degraded = DownUpSampled("image", factor=4)({"image": x})["condition"]
+    assert torch.allclose(degraded, upsample(once[0], (128, 128)), atol=1e-6)  # 128 -> 32 (area) -> 128 (bicubic)
+    assert not torch.allclose(degraded, x, atol=0.05)
 
 
 def test_salt_and_pepper_hits_the_requested_fraction():
@@ -74,6 +77,10 @@ def test_masks_cover_the_requested_area_and_are_fixed_by_seed(shape):
     first, again = masker({"image": x}), masker({"image": x})
     assert torch.equal(first["mask"], again["mask"])  # same file -> same test mask
     assert torch.equal(first["condition"][0], x[0] * (1 - first["mask"][0]))
+    named = {path: masker({"image": MetaTensor(_image(), meta={"filename_or_obj": path})})["mask"]
+             for path in ("/data/a/case1.nii.gz", "/data/a/case2.nii.gz", "/copy/b/case1.nii.gz")}
+    assert not torch.equal(named["/data/a/case1.nii.gz"], named["/data/a/case2.nii.gz"])  # seeded by the file name
+    assert torch.equal(named["/data/a/case1.nii.gz"], named["/copy/b/case1.nii.gz"])  # not by its folder
 
 
 def test_classical_fills_keep_known_pixels_and_interpolate_smooth_images():
@@ -185,9 +192,12 @@ def test_tiny_train_infer_evaluate(tiny_cddpm_run):
 def test_inpainting_output_keeps_the_known_pixels(tiny_cddpm_run):
     if "inpainting" not in tiny_cddpm_run["name"]:
         pytest.skip("inpainting bundle only")
-    for folder in glob.glob(os.path.join(tiny_cddpm_run["output_dir"], "outputs", "*", "")):
+    folders = glob.glob(os.path.join(tiny_cddpm_run["output_dir"], "outputs", "*", ""))
+    assert folders
+    for folder in folders:
         load = lambda name: nib.load(os.path.join(folder, name)).get_fdata()[..., 0, :]  # noqa: E731
         known = load("mask.nii.gz")[..., 0] < 0.5
+        assert known.any() and not known.all()  # a hole and known pixels around it
         assert np.allclose(load("output.nii.gz")[..., 0][known], load("target.nii.gz")[..., 0][known], atol=1e-5)
 
 
@@ -203,11 +213,17 @@ def _label_task(run):
     return (*(parser.get_parsed_content(k) for k in ("preprocessing", "inferer", "postprocessing")), network)
 
 
-def _label_infer(run, item: dict) -> dict:
-    preprocessing, inferer, postprocessing, network = _label_task(run)
+def _label_infer(run, item: dict, inferer=None) -> dict:
+    """MONAI Label's steps on ``item``; ``inferer`` replaces the bundle's (e.g. :func:`_identity`)."""
+    preprocessing, bundle_inferer, postprocessing, network = _label_task(run)
     data = preprocessing(item)
-    data["pred"] = inferer(data["image"][None], network)[0]
+    data["pred"] = (inferer or bundle_inferer)(data["image"][None], network)[0]
     return postprocessing(data)
+
+
+def _identity(condition, network):
+    """An inferer returning the condition's image channel: the postprocessing alone maps it back to the input."""
+    return condition[:, :1]
 
 
 def test_monai_label_contract(tiny_cddpm_run):
@@ -217,6 +233,15 @@ def test_monai_label_contract(tiny_cddpm_run):
     source = LoadImage(image_only=True, ensure_channel_first=True)(sample)
     assert isinstance(out, MetaTensor) and out.shape == source.shape and torch.allclose(out.affine, source.affine)
     assert source.min() - 1e-5 <= out.min() and out.max() <= source.max() + 1e-5  # the input's intensity units
+    # the postprocessing undoes the preprocessing: the identity "restoration" gives back the input in its own units
+    # (inpainting: the hole of the condition is 0, the middle of the input's range; the known pixels are the input's)
+    identity = _label_infer(tiny_cddpm_run, {"image": sample}, _identity)
+    expected = source.clone()
+    if "inpainting" in tiny_cddpm_run["name"]:
+        hole = identity["mask"].reshape(source.shape) > 0.5
+        assert hole.any() and not hole.all()
+        expected[hole] = (source.min() + source.max()) / 2
+    assert torch.allclose(identity["pred"], expected, atol=1e-4 * float(source.max() - source.min()))
 
 
 def test_monai_label_output_on_the_input_grid(tiny_cddpm_run, tmp_path):
@@ -235,6 +260,12 @@ def test_monai_label_output_on_the_input_grid(tiny_cddpm_run, tmp_path):
     out = _label_infer(tiny_cddpm_run, item)["pred"]
     assert out.shape == (1, 50, 40, 1) and np.allclose(out.affine.numpy(), affine, atol=1e-6)
     assert 100 <= out.min() and out.max() <= 900
+    if "inpainting" not in tiny_cddpm_run["name"]:  # the identity "restoration" of a smooth image: its own grid and units
+        smooth = (100 + 800 * np.outer(np.linspace(0, 1, 50), np.linspace(0.5, 1, 40)))[..., None].astype(np.float32)
+        nib.save(nib.Nifti1Image(smooth, affine), tmp_path / "smooth.nii.gz")
+        back = _label_infer(tiny_cddpm_run, {"image": str(tmp_path / "smooth.nii.gz")}, _identity)["pred"]
+        assert back.shape == (1, 50, 40, 1)
+        assert torch.allclose(back, torch.from_numpy(smooth[None]), atol=16)  # 2% of the range: bicubic at the border
     if "inpainting" in tiny_cddpm_run["name"]:
         known = torch.from_numpy(mask[None] == 0)
         assert torch.allclose(out[known], torch.from_numpy(image[None])[known]) and not torch.allclose(out[~known], torch.from_numpy(image[None])[~known])
@@ -245,21 +276,12 @@ def test_monai_label_output_on_the_input_grid(tiny_cddpm_run, tmp_path):
         assert isinstance(err.value.__cause__, InputError) and "mask is (30, 40)" in str(err.value.__cause__)
 
 
-def test_workflow_properties(tiny_cddpm_run):
-    """Train configs have every MONAI train property; the inference configs' missing ones are named in the docs."""
+def test_train_configs_have_every_monai_property(tiny_cddpm_run):
+    """Train configs lack no MONAI train property, documented or not (test_collection checks that the properties
+    the inference config lacks are named in the docs)."""
     bundle = tiny_cddpm_run["bundle"]
-    docs = open(os.path.join(bundle, "docs", "README.md")).read()
-    section = docs[docs.index("## MONAI workflow properties"):].split("\n## ")[0]
-    for config, kind in (("train.json", "train"), ("inference.json", "infer")):
-        workflow = ConfigWorkflow(config_file=[os.path.join(bundle, "configs", config), os.path.join(bundle, "configs", "demo.json")],
-                                  meta_file=os.path.join(bundle, "configs", "metadata.json"), workflow_type=kind,
-                                  **tiny_overrides(tiny_cddpm_run["bundle"], tiny_cddpm_run))
-        workflow.initialize()
-        absent = [n for n, p in workflow.properties.items() if p.get("required") and p["id"] not in workflow.parser]
-        assert all(f"`{n}`" in section for n in absent), (config, absent)
-        if not absent:
-            assert workflow.check_properties() in (None, []), config
-        assert kind == "infer" or not absent
+    for config in verify.train_configs(bundle):
+        assert verify.missing_properties(bundle, config, tiny_overrides(bundle, tiny_cddpm_run, config)) == [], config
 
 
 def _run_inference(bundle, overrides, tmp_path):

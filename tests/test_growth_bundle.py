@@ -121,10 +121,6 @@ def test_demo_weights_grow_and_shrink_tumours(heldout_phantoms, tmp_path):
 
 # ---- bad input: one line on stderr, exit status 2, nothing written -------------------------------------------
 
-def _expect_error(capsys, overrides, message, config="inference.json"):
-    expect_input_error(capsys, GROWTH, config, overrides, message)
-
-
 @pytest.fixture
 def infer_args(tiny_growth_run, tmp_path):
     return tiny_overrides(GROWTH, tiny_growth_run, output_dir=str(tmp_path / "out"))
@@ -138,38 +134,38 @@ def _phantom_case(tmp_path, name="case"):
 def test_bad_input_missing_modality(capsys, infer_args, tmp_path):
     case = _phantom_case(tmp_path)
     os.remove(case / "Phantom_000_t2.nii.gz")
-    _expect_error(capsys, {**infer_args, "inputs": str(case)}, "case is missing modality t2")
+    expect_input_error(capsys, GROWTH, {**infer_args, "inputs": str(case)}, "case is missing modality t2")
     assert not os.path.exists(infer_args["output_dir"])
 
 
 def test_bad_input_channels_shape_and_values(capsys, infer_args, tmp_path):
     nib.save(nib.Nifti1Image(np.ones((32, 32, 1, 3), np.float32), np.eye(4)), str(tmp_path / "three.nii.gz"))
-    _expect_error(capsys, {**infer_args, "inputs": str(tmp_path / "three.nii.gz")}, "three.nii.gz: expected 4 channels")
+    expect_input_error(capsys, GROWTH, {**infer_args, "inputs": str(tmp_path / "three.nii.gz")}, "three.nii.gz: expected 4 channels")
     arr = np.random.rand(32, 32, 1, 4).astype(np.float32)
     arr[3, 3, 0, 1] = np.inf
     nib.save(nib.Nifti1Image(arr, np.eye(4)), str(tmp_path / "inf.nii.gz"))
-    _expect_error(capsys, {**infer_args, "inputs": str(tmp_path / "inf.nii.gz")}, "inf.nii.gz: contains 1 non-finite voxel")
+    expect_input_error(capsys, GROWTH, {**infer_args, "inputs": str(tmp_path / "inf.nii.gz")}, "inf.nii.gz: contains 1 non-finite voxel")
     nib.save(nib.Nifti1Image(np.random.rand(48, 48, 1, 4).astype(np.float32), np.eye(4)), str(tmp_path / "big.nii.gz"))
-    _expect_error(capsys, {**infer_args, "inputs": str(tmp_path / "big.nii.gz")}, "larger than the network input 32x32")
+    expect_input_error(capsys, GROWTH, {**infer_args, "inputs": str(tmp_path / "big.nii.gz")}, "larger than the network input 32x32")
     assert not os.path.exists(infer_args["output_dir"])
 
 
 def test_bad_settings(capsys, infer_args, tmp_path):
     case = str(_phantom_case(tmp_path))
-    _expect_error(capsys, {**infer_args, "inputs": case, "desired_values": [0.1, 1.5]},
-                  "desired_values: desired relative tumour size 1.5 is outside [0, 1]")
-    _expect_error(capsys, {**infer_args, "inputs": case, "noise_level": 1001}, "L = 1001 must be in 1..T = 1000")
+    expect_input_error(capsys, GROWTH, {**infer_args, "inputs": case, "desired_values": [0.1, 1.5]},
+                       "desired_values: desired relative tumour size 1.5 is outside [0, 1]")
+    expect_input_error(capsys, GROWTH, {**infer_args, "inputs": case, "noise_level": 1001}, "L = 1001 must be in 1..T = 1000")
     assert not os.path.exists(infer_args["output_dir"])
 
 
 def test_bad_checkpoints(capsys, infer_args, tmp_path):
     case = str(_phantom_case(tmp_path))
-    _expect_error(capsys, {**infer_args, "inputs": case, "ckpt_dir": str(tmp_path / "empty")},
-                  "model.pt: diffusion model checkpoint not found")
-    _expect_error(capsys, {**infer_args, "inputs": case, "ddpm_channels": [16, 16, 16]},
-                  "model.pt: diffusion model checkpoint does not match the configured network")
-    _expect_error(capsys, {"bundle_root": infer_args["bundle_root"], "ckpt_dir": str(tmp_path / "empty"),
-                           "inference_dir": str(tmp_path / "none")}, "summary.csv: inference summary", "evaluate.json")
+    expect_input_error(capsys, GROWTH, {**infer_args, "inputs": case, "ckpt_dir": str(tmp_path / "empty")},
+                       "model.pt: diffusion model checkpoint not found")
+    expect_input_error(capsys, GROWTH, {**infer_args, "inputs": case, "ddpm_channels": [16, 16, 16]},
+                       "model.pt: diffusion model checkpoint does not match the configured network")
+    expect_input_error(capsys, GROWTH, {"bundle_root": infer_args["bundle_root"], "ckpt_dir": str(tmp_path / "empty"),
+                                        "inference_dir": str(tmp_path / "none")}, "summary.csv: inference summary", "evaluate.json")
     assert not os.path.exists(infer_args["output_dir"])
 
 
@@ -178,7 +174,7 @@ def test_existing_outputs_are_not_overwritten(capsys, infer_args, tmp_path):
     target = tmp_path / "out" / "Phantom_000"
     target.mkdir(parents=True)
     (target / "keep.txt").write_text("user data")
-    _expect_error(capsys, {**infer_args, "inputs": str(case)}, "output folder exists and is not empty")
+    expect_input_error(capsys, GROWTH, {**infer_args, "inputs": str(case)}, "output folder exists and is not empty")
     assert os.listdir(target) == ["keep.txt"] and sorted(os.listdir(tmp_path / "out")) == ["Phantom_000"]
 
 

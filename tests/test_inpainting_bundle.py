@@ -98,16 +98,59 @@ def test_paper_settings_by_default():
 
 
 def test_uncertainty_maps_from_stochastic_samples(capsys, inpainting_run, tmp_path):
-    """N translations with DDIM eta > 0: per-pixel mean and standard deviation written next to the output."""
-    overrides = tiny_overrides(BUNDLE, inpainting_run, output_dir=str(tmp_path / "out"), uncertainty_samples=3, ddim_eta=0.5)
+    """N translations with DDIM eta > 0: per-pixel mean and standard deviation (with Bessel's correction, N - 1)
+    written next to the output, the first sample. With N = 2 samples a, b: mean = (a + b) / 2 and
+    std = |a - b| / sqrt(2), so |output - mean| = |a - b| / 2 = std / sqrt(2) exactly."""
+    overrides = tiny_overrides(BUNDLE, inpainting_run, output_dir=str(tmp_path / "out"), uncertainty_samples=2, ddim_eta=0.5)
     run_step(BUNDLE, "inference.json", overrides)
     case = next(p for p in (tmp_path / "out").iterdir() if p.is_dir())
     output, mean, std = (np.asarray(nib.load(str(case / f"inpainted{s}.nii.gz")).dataobj) for s in ("", "_mean", "_std"))
     assert mean.shape == std.shape == output.shape and (std >= 0).all() and std.max() > 0
-    assert not np.allclose(output, mean)  # the output is one sample, the mean averages three different ones
-    expect_input_error(capsys, BUNDLE, "inference.json", {**overrides, "ddim_eta": 0.0, "output_dir": str(tmp_path / "x")},
+    assert not np.allclose(output, mean)  # the output is one sample, the mean averages two different ones
+    assert np.allclose(np.abs(output - mean), std / np.sqrt(2), atol=1e-6)
+    expect_input_error(capsys, BUNDLE, {**overrides, "ddim_eta": 0.0, "output_dir": str(tmp_path / "x")},
                        "set the sampler's eta > 0")
     assert not (tmp_path / "x").exists()
+
+
+class _FlairSegmenter(torch.nn.Module):
+    """S(x) > 0.5 where FLAIR > 0.6 (no weights: its checkpoint is an empty state dict)."""
+
+    def forward(self, x, timesteps):
+        return 100 * (x[:, 3:4] - 0.6)
+
+
+def test_evaluations_on_known_maps(tmp_path):
+    """What evaluate*.json report, on maps with known answers: an anomaly map equal to the tumour label has AUROC 1
+    and best Dice 1, its inverse AUROC 0 and Dice 0; a change only inside the mask z has share 1 (and the segmenter
+    finds z on the output only), as much change again outside the dilated z halves the share."""
+    from medi2i.workflows.anomaly_evaluation import AnomalyEvaluation
+    from medi2i.workflows.inpainting_evaluation import InpaintingEvaluation
+
+    folder = tmp_path / "infer" / "case"
+    folder.mkdir(parents=True)
+
+    def save(name, *channels):  # (H, W) channels -> (H, W, 1, C), as the inference configs write them
+        nib.save(nib.Nifti1Image(np.stack(channels, -1)[:, :, None].astype(np.float32), np.eye(4)), str(folder / f"{name}.nii.gz"))
+
+    brain, tumour, z, elsewhere = (np.zeros((32, 32), np.float32) for _ in range(4))
+    brain[4:28, 4:28], tumour[10:16, 12:20], z[8:12, 8:16], elsewhere[20:24, 8:16] = 0.5, 1, 1, 1
+    save("input", *[brain] * 4)  # FLAIR (the last channel) > 0 on the brain
+    save("label", tumour)
+    save("mask", z)
+    save("healthy_difference", tumour)
+    save("inverted_difference", 1 - tumour)
+    save("inpainted", *[brain + 0.3 * z] * 4)
+    save("half", *[brain + 0.3 * (z + elsewhere)] * 4)
+    targets = ("healthy", "inverted", "inpainted", "half")
+    (tmp_path / "infer" / "summary.csv").write_text("case,target\n" + "".join(f"case,{t}\n" for t in targets))
+    torch.save({}, tmp_path / "segmenter.pt")
+    exact, inverted = (AnomalyEvaluation(str(tmp_path / "infer"), str(tmp_path / t), t).run()[0] for t in targets[:2])
+    assert (exact["auroc"], exact["best_dice"], inverted["auroc"], inverted["best_dice"]) == (1, 1, 0, 0)
+    inside, half = (InpaintingEvaluation(str(tmp_path / "infer"), str(tmp_path / t), _FlairSegmenter(), str(tmp_path / "segmenter.pt"),
+                                         target=t).run()[0] for t in targets[2:])
+    assert inside["share_inside_mask"] == pytest.approx(1) and half["share_inside_mask"] == pytest.approx(0.5)
+    assert (inside["dice_output"], inside["dice_input"]) == (1, 0) and half["dice_output"] == pytest.approx(2 / 3)
 
 
 def test_real_brats_case_anomaly_map(inpainting_run, tmp_path):
@@ -129,23 +172,19 @@ def test_real_brats_case_anomaly_map(inpainting_run, tmp_path):
 
 # ---- bad input: one line on stderr, exit status 2, nothing written -------------------------------------------
 
-def _expect_error(capsys, overrides, message, config="inference.json"):
-    expect_input_error(capsys, BUNDLE, config, overrides, message)
-
-
 def test_bad_masks_and_checkpoints(capsys, inpainting_run, tmp_path):
     args = tiny_overrides(BUNDLE, inpainting_run, output_dir=str(tmp_path / "out"))
     nib.save(nib.Nifti1Image(np.ones((20, 32), np.uint8), np.eye(4)), str(tmp_path / "wrong.nii.gz"))
-    _expect_error(capsys, {**args, "mask_file": str(tmp_path / "wrong.nii.gz")},
-                  "wrong.nii.gz: mask shape (20, 32) differs from the image slice (32, 32)")
+    expect_input_error(capsys, BUNDLE, {**args, "mask_file": str(tmp_path / "wrong.nii.gz")},
+                       "wrong.nii.gz: mask shape (20, 32) differs from the image slice (32, 32)")
     nib.save(nib.Nifti1Image(np.zeros((32, 32), np.uint8), np.eye(4)), str(tmp_path / "empty.nii.gz"))
-    _expect_error(capsys, {**args, "mask_file": str(tmp_path / "empty.nii.gz")}, "empty.nii.gz: mask is empty")
-    _expect_error(capsys, {**args, "mask_centre": [0, 0], "mask_radius": 3}, "mask lies outside the brain")
-    _expect_error(capsys, {**args, "ckpt_dir": str(tmp_path / "none"), "ddpm_checkpoint": os.path.join(inpainting_run["ckpt_dir"], "model.pt")},
-                  "segmenter.pt: segmenter checkpoint not found")
-    _expect_error(capsys, {**args, "ddpm_checkpoint": str(tmp_path / "none.pt")}, "none.pt: diffusion model checkpoint not found")
-    _expect_error(capsys, {**args, "inference_dir": str(tmp_path / "none"), "output_dir": str(tmp_path / "out")},
-                  "summary.csv: inference summary", "evaluate.json")
+    expect_input_error(capsys, BUNDLE, {**args, "mask_file": str(tmp_path / "empty.nii.gz")}, "empty.nii.gz: mask is empty")
+    expect_input_error(capsys, BUNDLE, {**args, "mask_centre": [0, 0], "mask_radius": 3}, "mask lies outside the brain")
+    expect_input_error(capsys, BUNDLE, {**args, "ckpt_dir": str(tmp_path / "none"), "ddpm_checkpoint": os.path.join(inpainting_run["ckpt_dir"], "model.pt")},
+                       "segmenter.pt: segmenter checkpoint not found")
+    expect_input_error(capsys, BUNDLE, {**args, "ddpm_checkpoint": str(tmp_path / "none.pt")}, "none.pt: diffusion model checkpoint not found")
+    expect_input_error(capsys, BUNDLE, {**args, "inference_dir": str(tmp_path / "none"), "output_dir": str(tmp_path / "out")},
+                       "summary.csv: inference summary", "evaluate.json")
     assert not os.path.exists(tmp_path / "out")
 
 

@@ -67,8 +67,14 @@ def test_guidance_loads_its_checkpoint_once(tmp_path):
     net = PixelLogits(w=0.0, b=0.0)
     torch.save({"model": PixelLogits(w=3.0, b=1.0).state_dict()}, tmp_path / "segmenter.pt")
     guidance = SegmentationGuidance(net, checkpoint=str(tmp_path / "segmenter.pt"))
-    guidance(torch.rand(1, 4, 4, 4), torch.zeros(1, dtype=torch.long), mask=torch.ones(1, 1, 4, 4))
+    x, t, z = torch.rand(1, 4, 4, 4), torch.zeros(1, dtype=torch.long), torch.ones(1, 1, 4, 4)
+    guidance(x, t, mask=z)
     assert float(net.w) == 3.0 and not net.w.requires_grad
+    torch.save({"model": PixelLogits(w=5.0, b=1.0).state_dict()}, tmp_path / "segmenter.pt")  # a reload would see w = 5
+    guidance(x, t, mask=z)
+    (tmp_path / "segmenter.pt").unlink()  # ... or fail
+    guidance(x, t, mask=z)
+    assert float(net.w) == 3.0
     missing = SegmentationGuidance(PixelLogits(), checkpoint=str(tmp_path / "none.pt"))
     with pytest.raises(InputError, match="none.pt: segmenter checkpoint not found"):
         GuidedTranslationInferer(DDIMSampler(DDPMScheduler(1000), 10), missing).load()

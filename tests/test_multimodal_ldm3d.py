@@ -101,6 +101,7 @@ from monai.bundle import ConfigParser  # noqa: E402
 from conftest import ROOT, expect_input_error, shared  # noqa: E402
 from medi2i.data.multimodal import load_multimodal, multimodal_cases  # noqa: E402
 from medi2i.recipes import load_recipe, run_step  # noqa: E402
+from medi2i import verify  # noqa: E402
 from medi2i.verify import tiny_overrides  # noqa: E402
 
 BUNDLE = os.path.join(ROOT, "bundles", "brats_mri_multimodal_translation_ldm3d")
@@ -140,15 +141,23 @@ def test_output_keeps_the_source_shape_and_affine(aldm_run, tmp_path):
     """A non-cubic, oblique single-modality file larger than the network grid on two sides comes back whole."""
     affine = np.array([[0.9, 0.1, 0, -40], [0, 1.1, 0, 20], [0.05, 0, 1.2, 7], [0, 0, 0, 1]])
     volume = np.zeros((40, 30, 36), np.float32)
-    volume[5:35, 4:26, 6:30] = np.random.default_rng(0).uniform(100, 900, (30, 22, 24))
+    box = (slice(5, 35), slice(4, 26), slice(6, 30))  # the foreground: the crop box restored into the whole volume
+    volume[box] = np.random.default_rng(0).uniform(100, 900, (30, 22, 24))
+    outside = np.ones(volume.shape, bool)
+    outside[box] = False
     nib.save(nib.Nifti1Image(volume, affine), str(tmp_path / "subject_t1.nii.gz"))
     run_step(BUNDLE, "inference.json", tiny_overrides(BUNDLE, aldm_run, inputs=str(tmp_path / "subject_t1.nii.gz"), output_dir=str(tmp_path / "out"),
                                             targets=["t1ce", "t2", "flair"]))
     for target in ("t1ce", "t2", "flair"):
         written = nib.load(str(tmp_path / "out" / "subject_t1" / f"{target}.nii.gz"))
         assert written.shape[:3] == (40, 30, 36) and np.allclose(written.affine, affine, atol=1e-5)
-        assert (np.asarray(written.dataobj)[:2] == 0).all()  # outside the cropped foreground: restored as background
+        assert (np.asarray(written.dataobj).reshape(volume.shape)[outside] == 0).all()  # background round the crop box
     assert os.path.isfile(tmp_path / "out" / "subject_t1" / "panel.png")
+    # an identity "translation" (the scaled source, > 0 on the foreground) comes back inside the crop box only
+    run_step(BUNDLE, "inference.json", tiny_overrides(BUNDLE, aldm_run, inputs=str(tmp_path / "subject_t1.nii.gz"), targets=["t2"],
+                                                      output_dir=str(tmp_path / "identity"), inferer="$lambda x, network, target: x"))
+    identity = np.asarray(nib.load(str(tmp_path / "identity" / "subject_t1" / "t2.nii.gz")).dataobj).reshape(volume.shape)
+    assert np.array_equal(identity > 0, ~outside)
 
 
 def test_real_brats_case_round_trips_through_the_tiny_model(aldm_run, tmp_path):
@@ -173,21 +182,17 @@ def test_real_data_readers():
 
 # ---- bad input: one line on stderr, exit status 2, nothing written -------------------------------------------
 
-def _expect_error(capsys, overrides, message, config="inference.json"):
-    expect_input_error(capsys, BUNDLE, config, overrides, message)
-
-
 def test_bad_input(capsys, aldm_run, tmp_path):
     args = tiny_overrides(BUNDLE, aldm_run, output_dir=str(tmp_path / "out"))
     case = os.path.join(aldm_run["dataset_dir"], "Phantom_000")
-    _expect_error(capsys, {**args, "inputs": case, "targets": ["t2", "pd"]}, "targets: unknown modality 'pd' (this model knows t1, t1ce, t2, flair)")
-    _expect_error(capsys, {**args, "inputs": case, "source": "t2", "targets": ["t2"]}, "targets: target 't2' is the source modality")
+    expect_input_error(capsys, BUNDLE, {**args, "inputs": case, "targets": ["t2", "pd"]}, "targets: unknown modality 'pd' (this model knows t1, t1ce, t2, flair)")
+    expect_input_error(capsys, BUNDLE, {**args, "inputs": case, "source": "t2", "targets": ["t2"]}, "targets: target 't2' is the source modality")
     nib.save(nib.Nifti1Image(np.ones((32, 32, 2), np.float32), np.eye(4)), str(tmp_path / "thin.nii.gz"))
-    _expect_error(capsys, {**args, "inputs": str(tmp_path / "thin.nii.gz")},
-                  "thin.nii.gz: volume 32x32x2 is smaller than the network's downsampling factor 4 along a side")
+    expect_input_error(capsys, BUNDLE, {**args, "inputs": str(tmp_path / "thin.nii.gz")},
+                       "thin.nii.gz: volume 32x32x2 is smaller than the network's downsampling factor 4 along a side")
     nib.save(nib.Nifti1Image(np.ones((32, 32, 32, 2), np.float32), np.eye(4)), str(tmp_path / "two.nii.gz"))
-    _expect_error(capsys, {**args, "inputs": str(tmp_path / "two.nii.gz")}, "two.nii.gz: expected 1 channel per modality file, found 2")
-    _expect_error(capsys, {**args, "inputs": case, "ckpt_dir": str(tmp_path / "none")}, "autoencoder.pt: autoencoder checkpoint not found")
+    expect_input_error(capsys, BUNDLE, {**args, "inputs": str(tmp_path / "two.nii.gz")}, "two.nii.gz: expected 1 channel per modality file, found 2")
+    expect_input_error(capsys, BUNDLE, {**args, "inputs": case, "ckpt_dir": str(tmp_path / "none")}, "autoencoder.pt: autoencoder checkpoint not found")
     assert not os.path.exists(tmp_path / "out")
 
 
@@ -196,7 +201,7 @@ def test_existing_outputs_are_not_overwritten(capsys, aldm_run, tmp_path):
     target.mkdir(parents=True)
     (target / "keep.txt").write_text("user data")
     case = os.path.join(aldm_run["dataset_dir"], "Phantom_000")
-    _expect_error(capsys, tiny_overrides(BUNDLE, aldm_run, inputs=case, output_dir=str(tmp_path / "out")), "output folder exists and is not empty")
+    expect_input_error(capsys, BUNDLE, tiny_overrides(BUNDLE, aldm_run, inputs=case, output_dir=str(tmp_path / "out")), "output folder exists and is not empty")
     assert os.listdir(target) == ["keep.txt"]
 
 
@@ -242,10 +247,7 @@ def test_monai_workflow_properties(aldm_run):
     from monai.bundle import ConfigWorkflow
 
     for config in ("train_autoencoder.json", "train_spade.json", "train_diffusion.json"):
-        workflow = ConfigWorkflow(config_file=[os.path.join(CONFIGS, config), os.path.join(CONFIGS, "demo.json")],
-                                  meta_file=os.path.join(CONFIGS, "metadata.json"), workflow_type="train", **tiny_overrides(BUNDLE, aldm_run))
-        workflow.initialize()
-        assert workflow.check_properties() == [], config
+        assert verify.missing_properties(BUNDLE, config, tiny_overrides(BUNDLE, aldm_run, config)) == [], config
     # inference: a runner, not a MONAI evaluator over a dataset (docs: `dataset` and `evaluator` are absent)
     workflow = ConfigWorkflow(config_file=[os.path.join(CONFIGS, "inference.json"), os.path.join(CONFIGS, "demo.json")],
                               meta_file=os.path.join(CONFIGS, "metadata.json"), workflow_type="infer", **tiny_overrides(BUNDLE, aldm_run))
