@@ -192,3 +192,20 @@ def test_command_line_error_is_one_line_with_nonzero_exit(tmp_path):
     configs = [os.path.join(CONFIGS, name) for name in ("inference.json", "demo.json")]
     expect_cli_error(configs, os.path.join(CONFIGS, "metadata.json"), tmp_path, str(tmp_path / "missing_slice.nii.gz"),
                      f"{tmp_path / 'missing_slice.nii.gz'}: no such file or folder")
+
+
+def test_monai_label_pieces_of_the_classifier_path(inpainting_run):
+    """inference_classifier.json serves like inference.json: PrepareSliced in, RestoreSliced out. At L = 1 without
+    guidance the encode-decode returns its input, so the output must be the prepared slice back on the input grid."""
+    from medi2i.data import PrepareSliced, RestoreSliced
+    from medi2i.serving import bundle_infer
+
+    image = sorted(glob.glob(os.path.join(inpainting_run["dataset_dir"], "**", "*.nii.gz"), recursive=True))[0]
+    overrides = tiny_overrides(BUNDLE, inpainting_run, "inference_classifier.json", noise_level=1, stride=1, gradient_scale=0.0)
+    out = bundle_infer(BUNDLE, image, overrides=overrides, model_file=os.path.join(inpainting_run["ckpt_dir"], "model.pt"),
+                       overlays=tuple(os.path.join(CONFIGS, n) for n in ("inference_classifier.json", "demo.json")))
+    prepared = PrepareSliced(image_size=overrides["image_size"])({"image": image})
+    expected = RestoreSliced()({**prepared, "pred": prepared["image"]})["pred"]
+    source = nib.load(image)
+    assert tuple(out.shape) == tuple(expected.shape) and np.allclose(out.affine.numpy(), source.affine)
+    assert torch.allclose(torch.as_tensor(out), torch.as_tensor(expected), atol=0.05)
