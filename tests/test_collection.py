@@ -41,7 +41,7 @@ def test_configs_instantiate_and_meet_monai_properties(bundle, tiny_run):
     for config in verify.runnable_configs(bundle):
         verify.instantiate_config(bundle, config, verify.tiny_overrides(bundle, run, config))
     assert verify.check_properties(bundle, run) == []
-    verify.check_torchscript(bundle, run)
+    assert verify.check_torchscript(bundle, run) == []
 
 
 @pytest.mark.parametrize("bundle", BUNDLE_DIRS, ids=BUNDLES)
