@@ -16,7 +16,7 @@ import torch
 from monai.bundle import ConfigParser
 
 from .data.io import save_nifti
-from .errors import InputError, check_file
+from .errors import apply_unwrapped, check_file
 
 
 def bundle_infer(bundle_dir: str, image: str, output: str | None = None, overrides: dict | None = None,
@@ -31,24 +31,11 @@ def bundle_infer(bundle_dir: str, image: str, output: str | None = None, overrid
                        weights_only=True)
     network.load_state_dict(state.get("model", state), strict=True)  # BasicInferTask: checkpoint.get("model", checkpoint)
     network.eval()
-    data = _unwrapped(parser.get_parsed_content("preprocessing"), {"image": image})
+    data = apply_unwrapped(parser.get_parsed_content("preprocessing"), {"image": image})
     inputs = torch.as_tensor(data["image"])[None].to(device)
     data["pred"] = parser.get_parsed_content("inferer")(inputs, network)[0].detach().cpu()
-    data = _unwrapped(parser.get_parsed_content("postprocessing"), data)
+    data = apply_unwrapped(parser.get_parsed_content("postprocessing"), data)
     if output is not None:
         save_nifti(data["pred"], output)
     return data["pred"]
 
-
-def _unwrapped(transform, data):
-    """Apply a MONAI transform; a one-line :class:`InputError` inside MONAI's "applying transform" wrapper is
-    raised as itself."""
-    try:
-        return transform(data)
-    except RuntimeError as err:
-        cause = err.__cause__
-        while cause is not None and not isinstance(cause, InputError):
-            cause = cause.__cause__
-        if cause is None:
-            raise
-        raise cause from None

@@ -28,7 +28,7 @@ from ..data.datalist import load_section
 from ..data.images2d import PICTURE_EXTENSIONS, VOLUME_EXTENSIONS
 from ..data.io import save_csv, save_nifti, staged_output
 from ..data.slices import as_slab
-from ..errors import InputError, check_file, exit_on_input_error, require
+from ..errors import apply_unwrapped, check_file, exit_on_input_error, require
 from ..metrics.restoration import FIDELITY, IN_MASK, FeatureMetrics, accutance
 from ..viz import comparison_panel
 from ..networks.checkpoints import load_weights
@@ -70,20 +70,6 @@ def _slab(data: torch.Tensor, reference) -> MetaTensor:
     return as_slab(MetaTensor(data.detach().cpu(), affine=affine))
 
 
-def _transform(transform, item: dict) -> dict:
-    """``transform(item)``; any failure (MONAI wraps reader errors) becomes one line naming the file."""
-    try:
-        return transform(item)
-    except Exception as err:  # noqa: BLE001
-        cause = err
-        while cause.__cause__ is not None and not isinstance(cause, InputError):
-            cause = cause.__cause__
-        if isinstance(cause, InputError):
-            raise cause from None
-        msg = ([ln for ln in str(cause).splitlines() if ln.strip()] or [type(cause).__name__])[-1]
-        raise InputError(item["image"], f"cannot be read or prepared ({msg.strip()[:200]})") from None
-
-
 class ConditionalRestoration:
     """Sample the restoration of every input (``inferer(condition, network)``) and write the outputs.
 
@@ -117,7 +103,7 @@ class ConditionalRestoration:
         self.network.eval()
         set_determinism(self.seed)
         with tqdm(items, desc="loading", unit="image") as bar:
-            prepared = [_transform(self.transform, item) for item in bar]
+            prepared = [apply_unwrapped(self.transform, item, item["image"]) for item in bar]
         shapes = {tuple(p["condition"].shape) for p in prepared}
         require(len(shapes) == 1, "inputs", f"conditions differ in shape after preprocessing: {sorted(shapes)}")
         rows = []
