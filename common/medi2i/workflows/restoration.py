@@ -31,7 +31,7 @@ from ..data.slices import as_slab
 from ..errors import apply_unwrapped, check_file, exit_on_input_error, require
 from ..metrics.restoration import FIDELITY, IN_MASK, FeatureMetrics, accutance
 from ..viz import comparison_panel
-from ..networks.checkpoints import load_weights
+from ..networks.checkpoints import refuse_existing_and_load
 from .tables import write_tables
 
 OUTPUT_KEYS = ("condition", "target", "mask")
@@ -95,11 +95,8 @@ class ConditionalRestoration:
     def run(self) -> list[dict]:
         self.inferer.check()
         items = resolve_items(self.inputs, self.section)
-        for item in items:
-            folder = os.path.join(self.output_dir, item["name"])
-            require(self.overwrite or not (os.path.isdir(folder) and os.listdir(folder)), folder,
-                    "output folder exists and is not empty (set overwrite=true to replace it)")
-        load_weights(self.network, self.checkpoint, "diffusion model checkpoint", map_location=self.device)
+        refuse_existing_and_load(self.output_dir, [item["name"] for item in items], self.overwrite,
+                                 [(self.network, self.checkpoint, "diffusion model checkpoint")], self.device)
         self.network.eval()
         set_determinism(self.seed)
         with tqdm(items, desc="loading", unit="image") as bar:
