@@ -21,8 +21,10 @@ def _peak_cpu_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
 
 
-def load_inference_config(bundle_dir: str, overlays=(), overrides: dict | None = None) -> ConfigParser:
-    files = [os.path.join(bundle_dir, "configs", "inference.json")] + [os.path.join(bundle_dir, "configs", o) for o in overlays]
+def load_config(bundle_dir: str, overlays=(), overrides: dict | None = None, config: str = "inference.json") -> ConfigParser:
+    """The bundle's ``configs/<config>`` with ``overlays`` merged on top (a bare file name is looked up in
+    ``configs/``, anything else is a path), ``bundle_root`` set and ``overrides`` applied, parsed."""
+    files = [os.path.join(bundle_dir, "configs", c) if os.path.basename(c) == c else c for c in (config, *overlays)]
     parser = ConfigParser()
     parser.read_config(files)
     parser.update({"bundle_root": bundle_dir, **(overrides or {})})
@@ -36,7 +38,7 @@ def benchmark_translation(bundle_dir: str, overlays=("demo.json",), overrides: d
     """One row per (stride, batch size, amp) variant: ``variants`` as a list of such triples, or every combination
     of ``strides``, ``batch_sizes`` and ``amp``. ``on_row(row)`` is called as each row is measured."""
     torch.manual_seed(seed)
-    parser = load_inference_config(bundle_dir, overlays, {"device": device, **(overrides or {})})
+    parser = load_config(bundle_dir, overlays, {"device": device, **(overrides or {})})
     dev = torch.device(device)
     network = parser.get_parsed_content("network").eval()
     guidance = parser.get_parsed_content("guidance")
@@ -101,7 +103,7 @@ def benchmark_conditional_sampling(bundle_dir: str, checkpoint: str | None = Non
     from .workflows.restoration import resolve_items
 
     torch.manual_seed(seed)
-    parser = load_inference_config(bundle_dir, overlays, {"device": device, **(overrides or {})})
+    parser = load_config(bundle_dir, overlays, {"device": device, **(overrides or {})})
     dev = torch.device(device)
     network = parser.get_parsed_content("network").eval()
     if checkpoint:
