@@ -22,7 +22,7 @@ import zipfile
 
 from monai.bundle import ConfigParser, ConfigWorkflow
 
-from .export import export_bundle
+from .export import RUN_PRODUCTS, export_bundle
 from .recipes import load_recipe, run_recipe
 
 REQUIRED_FILES = ("LICENSE", "configs/metadata.json", "configs/inference.json", "configs/evaluate.json",
@@ -39,7 +39,6 @@ PERSONAL_PATH = re.compile(r"^(/|~)|/home/|/Users/|/root/|/work/|[A-Za-z]:\\")
 #: configs that are overlays merged into others (demo sizes, multi-GPU, ablations), not runnable on their own
 OVERLAY_PATTERNS = ("demo.json", "multi_gpu*.json", "ablation_*.json")
 NOT_COMPONENTS = ("imports", "run", "initialize", "finalize", "demo")
-RUN_PRODUCTS = ("runs", "outputs", "eval", "data", "__pycache__")
 
 
 def overlays(bundle: str) -> set[str]:
