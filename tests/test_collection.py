@@ -1,5 +1,5 @@
-"""Checks every bundle under bundles/ must pass (issue 'Ecosystem'): static checks of files, metadata, docs, sizes,
-paths and overlays; configs instantiate; MONAI workflow properties; TorchScript; the standalone export running
+"""Checks every bundle under bundles/ must pass (issue 'Ecosystem'): static checks of files, metadata, packages, docs,
+sizes, paths and overlays; configs instantiate; MONAI workflow properties; TorchScript; the standalone export running
 outside the repository; the MONAI Label contract; the multi-GPU overlays (two gloo processes for one overlay per
 bundle, a one-process group for the others)."""
 
