@@ -174,8 +174,8 @@ def check_overlays(bundle: str) -> list[str]:
             for c in train_configs(bundle) if multi_gpu_overlay(bundle, c) is None]
 
 
-STATIC_CHECKS = {"files": check_files, "metadata": check_metadata, "packages": check_packages, "docs": check_docs, "file sizes": check_sizes,
-                 "config paths": check_paths, "multi-GPU overlays": check_overlays}
+STATIC_CHECKS = {"files": check_files, "metadata": check_metadata, "packages": check_packages, "docs": check_docs,
+                 "file sizes": check_sizes, "config paths": check_paths, "multi-GPU overlays": check_overlays}
 
 
 # ------------------------------------------------------------------------------------------------- run checks

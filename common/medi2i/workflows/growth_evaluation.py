@@ -35,7 +35,8 @@ class GrowthEvaluation:
 
     def _case_metrics(self, row: dict) -> dict:
         folder = os.path.join(self.inference_dir, row["case"])
-        x_in, x_out = load_slice(os.path.join(folder, "input.nii.gz"))[None], load_slice(os.path.join(folder, f"{row['target']}.nii.gz"))[None]
+        x_in = load_slice(os.path.join(folder, "input.nii.gz"))[None]
+        x_out = load_slice(os.path.join(folder, f"{row['target']}.nii.gz"))[None]
         require(x_in.shape == x_out.shape, folder, f"output shape {tuple(x_out.shape)} differs from input {tuple(x_in.shape)}")
         brain = brain_mask(x_in[0])[None]
         size_in, mask_in = self.measure(x_in, brain)
