@@ -1,5 +1,5 @@
-"""Checks every bundle under bundles/ must pass (issue 'Ecosystem'): static checks of files, metadata, docs, sizes,
-paths and overlays; configs instantiate; MONAI workflow properties; TorchScript; the standalone export running
+"""Checks every bundle under bundles/ must pass (issue 'Ecosystem'): static checks of files, metadata, packages, docs,
+sizes, paths and overlays; configs instantiate; MONAI workflow properties; TorchScript; the standalone export running
 outside the repository; the MONAI Label contract; the multi-GPU overlays (two gloo processes for one overlay per
 bundle, a one-process group for the others)."""
 
@@ -41,7 +41,7 @@ def test_configs_instantiate_and_meet_monai_properties(bundle, tiny_run):
     for config in verify.runnable_configs(bundle):
         verify.instantiate_config(bundle, config, verify.tiny_overrides(bundle, run, config))
     assert verify.check_properties(bundle, run) == []
-    verify.check_torchscript(bundle, run)
+    assert verify.check_torchscript(bundle, run) == []
 
 
 @pytest.mark.parametrize("bundle", BUNDLE_DIRS, ids=BUNDLES)

@@ -1,4 +1,4 @@
-"""Verify every bundle under bundles/ (or the ones given): files, metadata, docs, sizes, paths, multi-GPU
+"""Verify every bundle under bundles/ (or the ones given): files, metadata, packages, docs, sizes, paths, multi-GPU
 overlays, a tiny run of the recipe, configs instantiate, MONAI workflow properties, TorchScript, and the standalone
 export running outside the repository (with the MONAI Label contract).
 

@@ -17,12 +17,37 @@ from monai.bundle import ConfigParser
 from .diffusion import DDIMSampler, GuidedTranslationInferer
 
 
-def _peak_cpu_mb() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+def device_name(dev: torch.device) -> str:
+    return torch.cuda.get_device_name(dev) if dev.type == "cuda" else f"cpu ({torch.get_num_threads()} threads)"
 
 
-def load_inference_config(bundle_dir: str, overlays=(), overrides: dict | None = None) -> ConfigParser:
-    files = [os.path.join(bundle_dir, "configs", "inference.json")] + [os.path.join(bundle_dir, "configs", o) for o in overlays]
+def memory_columns(dev: torch.device) -> dict:
+    """``peak_memory_mb``: CUDA memory allocated since the last reset, or the process's peak RSS on the CPU."""
+    if dev.type == "cuda":
+        return {"peak_memory_mb": round(torch.cuda.max_memory_allocated(dev) / 2**20, 1), "memory_kind": "CUDA allocated"}
+    return {"peak_memory_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0, 1),
+            "memory_kind": "process peak RSS"}
+
+
+def timed(fn, dev: torch.device, repeats: int = 1, warm_up=None) -> float:
+    """Seconds per call of ``fn`` over ``repeats`` calls, after one warm-up call (``warm_up``, default ``fn``);
+    the CUDA peak-memory counter is reset after the warm-up (read it with :func:`memory_columns`)."""
+    (warm_up or fn)()
+    if dev.type == "cuda":
+        torch.cuda.synchronize(dev)
+        torch.cuda.reset_peak_memory_stats(dev)
+    start = time.perf_counter()
+    for _ in range(repeats):
+        fn()
+    if dev.type == "cuda":
+        torch.cuda.synchronize(dev)
+    return (time.perf_counter() - start) / repeats
+
+
+def load_config(bundle_dir: str, overlays=(), overrides: dict | None = None, config: str = "inference.json") -> ConfigParser:
+    """The bundle's ``configs/<config>`` with ``overlays`` merged on top (a bare file name is looked up in
+    ``configs/``, anything else is a path), ``bundle_root`` set and ``overrides`` applied, parsed."""
+    files = [os.path.join(bundle_dir, "configs", c) if os.path.basename(c) == c else c for c in (config, *overlays)]
     parser = ConfigParser()
     parser.read_config(files)
     parser.update({"bundle_root": bundle_dir, **(overrides or {})})
@@ -36,7 +61,7 @@ def benchmark_translation(bundle_dir: str, overlays=("demo.json",), overrides: d
     """One row per (stride, batch size, amp) variant: ``variants`` as a list of such triples, or every combination
     of ``strides``, ``batch_sizes`` and ``amp``. ``on_row(row)`` is called as each row is measured."""
     torch.manual_seed(seed)
-    parser = load_inference_config(bundle_dir, overlays, {"device": device, **(overrides or {})})
+    parser = load_config(bundle_dir, overlays, {"device": device, **(overrides or {})})
     dev = torch.device(device)
     network = parser.get_parsed_content("network").eval()
     guidance = parser.get_parsed_content("guidance")
@@ -52,28 +77,15 @@ def benchmark_translation(bundle_dir: str, overlays=("demo.json",), overrides: d
         guidance.amp = bf16
         inferer = GuidedTranslationInferer(sampler, guidance)
         x = torch.rand(batch, network.in_channels, size, size, device=dev)
-        GuidedTranslationInferer(DDIMSampler(scheduler, 2, 1, amp=bf16), guidance)(x, network, desired_value=0.1)  # warm-up
-        sampler.network_evaluations = sampler.guidance_evaluations = 0
-        if dev.type == "cuda":
-            torch.cuda.synchronize()
-            torch.cuda.reset_peak_memory_stats()
-        cpu_before = _peak_cpu_mb()
-        start = time.perf_counter()
-        for _ in range(repeats):
-            inferer(x, network, desired_value=torch.full((batch,), 0.1, device=dev))
-        if dev.type == "cuda":
-            torch.cuda.synchronize()
-        seconds = (time.perf_counter() - start) / (repeats * batch)
+        warm_up = GuidedTranslationInferer(DDIMSampler(scheduler, 2, 1, amp=bf16), guidance)
+        seconds = timed(lambda: inferer(x, network, desired_value=torch.full((batch,), 0.1, device=dev)), dev, repeats,
+                        lambda: warm_up(x, network, desired_value=0.1)) / batch
         rows.append({
-            "device": torch.cuda.get_device_name(dev) if dev.type == "cuda" else f"cpu ({torch.get_num_threads()} threads)",
-            "image_size": size, "diffusion_params_M": round(n_params / 1e6, 2), "noise_level": level, "stride": stride,
-            "ddim_steps": len(sampler.timesteps) - 1, "batch": batch, "bf16": bf16,
+            "device": device_name(dev), "image_size": size, "diffusion_params_M": round(n_params / 1e6, 2),
+            "noise_level": level, "stride": stride, "ddim_steps": len(sampler.timesteps) - 1, "batch": batch, "bf16": bf16,
             "seconds_per_image": round(seconds, 4),
             "network_evaluations_per_image": sampler.network_evaluations // (repeats * batch),
-            "guidance_gradients_per_image": sampler.guidance_evaluations // (repeats * batch),
-            "peak_memory_mb": round(torch.cuda.max_memory_allocated(dev) / 2**20, 1) if dev.type == "cuda"
-            else round(max(_peak_cpu_mb(), cpu_before), 1),
-            "memory_kind": "CUDA allocated" if dev.type == "cuda" else "process peak RSS",
+            "guidance_gradients_per_image": sampler.guidance_evaluations // (repeats * batch), **memory_columns(dev),
         })
         if on_row is not None:
             on_row(rows[-1])
@@ -95,13 +107,12 @@ def benchmark_conditional_sampling(bundle_dir: str, checkpoint: str | None = Non
     Conditions and targets are the first ``num_images`` test slices of the bundle's datalist (``dataset_dir``
     override), degraded by the bundle's seeded degradation. PSNR needs trained weights (``checkpoint``); with
     random weights only the timings mean something (PSNR is then reported but labelled ``untrained``)."""
-    from .diffusion.conditional import ConditionalDiffusionInferer, ConditionalSampler
     from .metrics.restoration import psnr, psnr_in_mask
     from .networks.checkpoints import load_weights
     from .workflows.restoration import resolve_items
 
     torch.manual_seed(seed)
-    parser = load_inference_config(bundle_dir, overlays, {"device": device, **(overrides or {})})
+    parser = load_config(bundle_dir, overlays, {"device": device, **(overrides or {})})
     dev = torch.device(device)
     network = parser.get_parsed_content("network").eval()
     if checkpoint:
@@ -115,19 +126,17 @@ def benchmark_conditional_sampling(bundle_dir: str, checkpoint: str | None = Non
     rows = []
     for variant in variants:
         method, steps, eta = (*variant, 0.0)[:3]
-        sampler = ConditionalSampler(parser.get_parsed_content("scheduler"), method, steps, eta,
-                                     out_channels=int(parser.get_parsed_content("image_channels")),
-                                     clip_denoised=bool(parser.get_parsed_content("clip_denoised")))
-        inferer = ConditionalDiffusionInferer(sampler, bool(parser.get_parsed_content("keep_known")), seed)
+        parser.update({"sampling_method": method, "ddim_steps": steps, "ddim_eta": eta, "seed": seed})
+        inferer = parser.get_parsed_content("inferer", lazy=False)  # the config's sampler (amp, clipping) per variant
+        sampler = inferer.sampler
+        sampler.progress = False
         start = time.perf_counter()
         out = inferer(y, network)
         if dev.type == "cuda":
             torch.cuda.synchronize()
         rows.append({"bundle": os.path.basename(os.path.normpath(bundle_dir)), "method": method, "steps": sampler.steps,
-                     "eta": eta if method == "ddim" else "",
-                     "images": len(data), "image_size": int(y.shape[-1]),
-                     "device": torch.cuda.get_device_name(dev) if dev.type == "cuda" else f"cpu ({torch.get_num_threads()} threads)",
-                     "seconds_per_image": round((time.perf_counter() - start) / len(data), 3),
+                     "eta": eta if method == "ddim" else "", "images": len(data), "image_size": int(y.shape[-1]),
+                     "device": device_name(dev), "seconds_per_image": round((time.perf_counter() - start) / len(data), 3),
                      "psnr": round(float(psnr(out, target).mean()), 2), "weights": "trained" if checkpoint else "untrained"})
         if mask is not None:  # inpainting: the known pixels are copied, so the hole is what differs
             rows[-1]["psnr_hole"] = round(float(psnr_in_mask(out, target, mask).mean()), 2)

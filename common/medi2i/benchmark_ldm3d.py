@@ -8,42 +8,12 @@ on random volumes of the configured ``roi_size``.
 
 from __future__ import annotations
 
-import os
-import resource
-import time
 from types import SimpleNamespace
 
 import torch
-from monai.bundle import ConfigParser
 
+from .benchmark import device_name, load_config, memory_columns, timed
 from .engines.aldm import LatentDiffusionPrepareBatch, SpadeStep, VQGANStep
-
-
-def _parser(bundle_dir: str, config: str, overlays, overrides: dict) -> ConfigParser:
-    parser = ConfigParser()
-    parser.read_config([os.path.join(bundle_dir, "configs", c) for c in (config, *overlays)])
-    parser.update({"bundle_root": bundle_dir, **overrides})
-    parser.parse()
-    return parser
-
-
-def _peak_mb(device: torch.device) -> float:
-    if device.type == "cuda":
-        return torch.cuda.max_memory_allocated(device) / 2**20
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
-
-
-def _timed(fn, device: torch.device, repeats: int) -> tuple[float, float]:
-    fn()  # warm-up
-    if device.type == "cuda":
-        torch.cuda.synchronize()
-        torch.cuda.reset_peak_memory_stats(device)
-    start = time.perf_counter()
-    for _ in range(repeats):
-        fn()
-    if device.type == "cuda":
-        torch.cuda.synchronize()
-    return (time.perf_counter() - start) / repeats, _peak_mb(device)
 
 
 def benchmark_aldm(bundle_dir: str, overlays=("demo.json",), overrides: dict | None = None, device: str = "cpu",
@@ -51,9 +21,9 @@ def benchmark_aldm(bundle_dir: str, overlays=("demo.json",), overrides: dict | N
     """Rows ``{"stage", "roi_size", "seconds", "unit", "peak_memory_mb", ...}`` for stages 1-3 and inference."""
     dev = torch.device(device)
     overrides = {"device": device, "amp": amp, **(overrides or {})}
-    p1 = _parser(bundle_dir, "train_autoencoder.json", overlays, overrides)
-    p3 = _parser(bundle_dir, "train_diffusion.json", overlays, overrides)
-    pi = _parser(bundle_dir, "inference.json", overlays, {**overrides, **({"num_inference_steps": num_inference_steps} if num_inference_steps else {})})
+    p1 = load_config(bundle_dir, overlays, overrides, "train_autoencoder.json")
+    p3 = load_config(bundle_dir, overlays, overrides, "train_diffusion.json")
+    pi = load_config(bundle_dir, overlays, {**overrides, **({"num_inference_steps": num_inference_steps} if num_inference_steps else {})})
     roi = [int(s) for s in p1.get_parsed_content("roi_size")]
     modalities = p1.get_parsed_content("modalities")
     batch = {"image": torch.rand(1, len(modalities), *roi)}
@@ -90,11 +60,9 @@ def benchmark_aldm(bundle_dir: str, overlays=("demo.json",), overrides: dict | N
              (f"translate ({inferer.num_inference_steps} DDIM steps)", lambda: inferer(x, unet, target=torch.tensor([1])), "s/volume", params(unet))]
     rows = []
     for name, fn, unit, n_params in cases:
-        seconds, peak = _timed(fn, dev, repeats)
+        seconds = timed(fn, dev, repeats)
         rows.append({"stage": name, "roi_size": "x".join(map(str, roi)), "params_M": n_params, "seconds": round(seconds, 3), "unit": unit,
-                     "peak_memory_mb": round(peak, 1), "memory_kind": "CUDA allocated" if dev.type == "cuda" else "process peak RSS",
-                     "device": torch.cuda.get_device_name(dev) if dev.type == "cuda" else f"cpu ({torch.get_num_threads()} threads)",
-                     "amp": amp})
+                     **memory_columns(dev), "device": device_name(dev), "amp": amp})
         if on_row is not None:
             on_row(rows[-1])
     return rows

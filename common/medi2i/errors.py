@@ -60,3 +60,21 @@ def check_file(path: Any, what: str = "file") -> str:
     """Return ``path`` as a string if it is an existing file, else raise a one-line error."""
     require(path is not None and os.path.isfile(str(path)), path, f"{what} not found")
     return str(path)
+
+
+def apply_unwrapped(transform: Callable, data: Any, where: Any = None) -> Any:
+    """``transform(data)``; an :class:`InputError` that MONAI's "applying transform" wrapper chains (``__cause__``)
+    is raised as itself. Any other failure is re-raised, or with ``where`` becomes the one line
+    ``<where>: cannot be read or prepared (<last line of the root error>)``."""
+    try:
+        return transform(data)
+    except Exception as err:  # noqa: BLE001 - MONAI wraps every transform error in a RuntimeError
+        root = err
+        while root.__cause__ is not None and not isinstance(root, InputError):
+            root = root.__cause__
+        if isinstance(root, InputError):
+            raise root from None
+        if where is None:
+            raise
+        msg = ([ln for ln in str(root).splitlines() if ln.strip()] or [type(root).__name__])[-1]
+        raise InputError(where, f"cannot be read or prepared ({msg.strip()[:200]})") from None

@@ -19,8 +19,8 @@ import medi2i
 
 from .errors import require
 
-#: run products that never go into an export
-EXCLUDE = ("runs", "outputs", "eval", "data", "__pycache__", "*.pyc", ".pytest_cache")
+#: run products in a bundle folder (folders, and compiled files): never exported, not size-checked
+RUN_PRODUCTS = ("runs", "outputs", "eval", "data", "__pycache__", ".pytest_cache", "*.pyc")
 
 
 def _version(package: str) -> str | None:
@@ -65,7 +65,7 @@ def export_bundle(bundle_dir: str, output_dir: str) -> str:
     os.makedirs(output_dir, exist_ok=True)
     with tempfile.TemporaryDirectory() as tmp:
         staged = os.path.join(tmp, name)
-        shutil.copytree(bundle_dir, staged, ignore=shutil.ignore_patterns(*EXCLUDE))
+        shutil.copytree(bundle_dir, staged, ignore=shutil.ignore_patterns(*RUN_PRODUCTS))
         shutil.copytree(os.path.dirname(os.path.abspath(medi2i.__file__)), os.path.join(staged, "medi2i"),
                         ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
         with open(os.path.join(staged, "configs", "metadata.json"), "w") as f:

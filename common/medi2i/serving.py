@@ -13,42 +13,27 @@ from __future__ import annotations
 import os
 
 import torch
-from monai.bundle import ConfigParser
 
+from .benchmark import load_config
 from .data.io import save_nifti
-from .errors import InputError, check_file
+from .errors import apply_unwrapped
+from .networks.checkpoints import load_weights
 
 
 def bundle_infer(bundle_dir: str, image: str, output: str | None = None, overrides: dict | None = None,
                  overlays: tuple[str, ...] = (), model_file: str = "models/model.pt", device: str = "cpu") -> torch.Tensor:
-    """Infer one image through ``<bundle_dir>/configs/inference.json`` (+ ``overlays``, config files merged on top);
-    return ``pred`` and write it as NIfTI (with the input's affine) when ``output`` is given."""
-    parser = ConfigParser()
-    parser.read_config([os.path.join(bundle_dir, "configs", "inference.json"), *overlays])
-    parser.update({"bundle_root": bundle_dir, "device": f"$torch.device('{device}')", **(overrides or {})})
+    """Infer one image through ``<bundle_dir>/configs/inference.json`` (+ ``overlays``, config files merged on top:
+    paths, or bare names in ``configs/``); return ``pred`` and write it as NIfTI (with the input's affine) when
+    ``output`` is given."""
+    parser = load_config(bundle_dir, overlays, {"device": f"$torch.device('{device}')", **(overrides or {})})
     network = parser.get_parsed_content("network_def").to(device)
-    state = torch.load(check_file(os.path.join(bundle_dir, model_file), "model checkpoint"), map_location=device,
-                       weights_only=True)
-    network.load_state_dict(state.get("model", state), strict=True)  # BasicInferTask: checkpoint.get("model", checkpoint)
-    network.eval()
-    data = _unwrapped(parser.get_parsed_content("preprocessing"), {"image": image})
+    # BasicInferTask loads checkpoint.get("model", checkpoint); load_weights accepts both forms
+    load_weights(network, os.path.join(bundle_dir, model_file), "model checkpoint", map_location=device).eval()
+    data = apply_unwrapped(parser.get_parsed_content("preprocessing"), {"image": image})
     inputs = torch.as_tensor(data["image"])[None].to(device)
     data["pred"] = parser.get_parsed_content("inferer")(inputs, network)[0].detach().cpu()
-    data = _unwrapped(parser.get_parsed_content("postprocessing"), data)
+    data = apply_unwrapped(parser.get_parsed_content("postprocessing"), data)
     if output is not None:
         save_nifti(data["pred"], output)
     return data["pred"]
 
-
-def _unwrapped(transform, data):
-    """Apply a MONAI transform; a one-line :class:`InputError` inside MONAI's "applying transform" wrapper is
-    raised as itself."""
-    try:
-        return transform(data)
-    except RuntimeError as err:
-        cause = err.__cause__
-        while cause is not None and not isinstance(cause, InputError):
-            cause = cause.__cause__
-        if cause is None:
-            raise
-        raise cause from None

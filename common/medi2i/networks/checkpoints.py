@@ -28,10 +28,9 @@ def load_weights(network: torch.nn.Module, path: str, what: str = "checkpoint", 
 
 
 def refuse_existing_and_load(output_dir: str, names, overwrite: bool, checkpoints, device=None) -> None:
-    """Before a run writes anything: refuse non-empty ``<output_dir>/<name>`` folders (unless ``overwrite``),
-    then load every ``(module, path, what)`` checkpoint strictly."""
-    for name in names:
-        folder = os.path.join(output_dir, name)
+    """Before a run writes anything: refuse non-empty ``<output_dir>/<name>`` folders (``names=None``: the
+    ``output_dir`` itself) unless ``overwrite``, then load every ``(module, path, what)`` checkpoint strictly."""
+    for folder in [output_dir] if names is None else [os.path.join(output_dir, name) for name in names]:
         require(overwrite or not (os.path.isdir(folder) and os.listdir(folder)), folder,
                 "output folder exists and is not empty (set overwrite=true to replace it)")
     for module, path, what in checkpoints:

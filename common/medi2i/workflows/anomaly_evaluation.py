@@ -14,8 +14,8 @@ from monai.metrics import compute_roc_auc
 
 from ..data.brats import brain_mask
 from ..errors import exit_on_input_error, require
-from .growth_evaluation import _load
-from .inpainting_evaluation import mean_row, read_summary
+from .inpainting_evaluation import mean_row
+from .outputs import load_slice, read_summary
 from .tables import write_tables
 
 
@@ -43,9 +43,9 @@ class AnomalyEvaluation:
         label_path = os.path.join(folder, "label.nii.gz")
         if not os.path.isfile(label_path):
             return None
-        brain = brain_mask(_load(os.path.join(folder, "input.nii.gz")))[0]
-        truth = (_load(label_path)[0] > 0)[brain]
-        scores = _load(os.path.join(folder, f"{self.target}_difference.nii.gz"))[0][brain]
+        brain = brain_mask(load_slice(os.path.join(folder, "input.nii.gz")))[0]
+        truth = (load_slice(label_path)[0] > 0)[brain]
+        scores = load_slice(os.path.join(folder, f"{self.target}_difference.nii.gz"))[0][brain]
         if not truth.any() or truth.all():
             return None
         dice, thr = best_dice(scores, truth)

@@ -24,7 +24,7 @@ from ..data.io import save_csv, save_nifti, staged_output
 from ..diffusion.generation_inferer import ContrastGenerationInferer, check_guidance_weight
 from ..errors import exit_on_input_error, require
 from ..viz import sample_grid, trajectory_gif, trajectory_strip
-from ..networks.checkpoints import load_weights
+from ..networks.checkpoints import refuse_existing_and_load
 
 
 def contrast_slug(name: str) -> str:
@@ -93,8 +93,6 @@ class ContrastGeneration:
         check_guidance_weight(self.guidance_weight)
         self.inferer.sampler.check()
         names = [self.inferer.contrasts.names[i] for i in self.inferer.contrasts.labels(list(self.contrasts))]
-        require(self.overwrite or not (os.path.isdir(self.output_dir) and os.listdir(self.output_dir)), self.output_dir,
-                "output folder exists and is not empty (set overwrite=true to replace it)")
         if self.trajectory and not self.inferer.trajectory_frames:
             self.inferer.trajectory_frames = 10
         return names
@@ -102,7 +100,8 @@ class ContrastGeneration:
     @exit_on_input_error
     def run(self) -> list[dict]:
         names = self.check()
-        load_weights(self.network, self.checkpoint, "diffusion model checkpoint", map_location=self.device)
+        refuse_existing_and_load(self.output_dir, None, self.overwrite,
+                                 [(self.network, self.checkpoint, "diffusion model checkpoint")], self.device)
         self.network.eval()
         set_determinism(self.seed)
         samples, trajectories, seconds = generate(self.network, self.inferer, names, self.num_samples, float(self.guidance_weight),

@@ -7,25 +7,20 @@ region (label, input and output tumour masks, dilated), which the paper claims i
 
 from __future__ import annotations
 
-import csv
 import math
 import os
 
 import numpy as np
 import torch
-from monai.transforms import LoadImage
 
 from ..data.brats import brain_mask
-from ..errors import check_file, exit_on_input_error, require
+from ..errors import exit_on_input_error, require
 from ..metrics import TumourSize, dilate, masked_psnr, masked_ssim
 from ..viz import requested_vs_achieved
 from ..networks.checkpoints import load_weights
+from .outputs import load_slice, read_summary
 from .scores import RegressorScore
 from .tables import write_tables
-
-
-def _load(path: str) -> torch.Tensor:
-    return LoadImage(image_only=True, ensure_channel_first=True)(check_file(path, "translation output"))[..., 0].float()
 
 
 class GrowthEvaluation:
@@ -40,7 +35,8 @@ class GrowthEvaluation:
 
     def _case_metrics(self, row: dict) -> dict:
         folder = os.path.join(self.inference_dir, row["case"])
-        x_in, x_out = _load(os.path.join(folder, "input.nii.gz"))[None], _load(os.path.join(folder, f"{row['target']}.nii.gz"))[None]
+        x_in = load_slice(os.path.join(folder, "input.nii.gz"))[None]
+        x_out = load_slice(os.path.join(folder, f"{row['target']}.nii.gz"))[None]
         require(x_in.shape == x_out.shape, folder, f"output shape {tuple(x_out.shape)} differs from input {tuple(x_in.shape)}")
         brain = brain_mask(x_in[0])[None]
         size_in, mask_in = self.measure(x_in, brain)
@@ -48,7 +44,7 @@ class GrowthEvaluation:
         region = mask_in | mask_out
         label_path = os.path.join(folder, "label.nii.gz")
         if os.path.isfile(label_path):
-            region = region | (_load(label_path)[None] > 0)
+            region = region | (load_slice(label_path)[None] > 0)
         outside = brain & ~dilate(region, self.margin)
         r_in, r_out = RegressorScore(self.regressor)(torch.cat([x_in, x_out]).to(self.device), brain).tolist()
         desired = float(row["desired_value"])
@@ -61,10 +57,7 @@ class GrowthEvaluation:
 
     @exit_on_input_error
     def run(self) -> list[dict]:
-        summary = check_file(os.path.join(self.inference_dir, "summary.csv"), "inference summary (run inference.json first)")
-        with open(summary) as f:
-            rows = list(csv.DictReader(f))
-        require(len(rows) > 0, summary, "has no rows")
+        rows = read_summary(self.inference_dir)
         load_weights(self.regressor, self.regressor_checkpoint, "regressor checkpoint", map_location=self.device)
         per_case = [self._case_metrics(row) for row in rows]
         table = []

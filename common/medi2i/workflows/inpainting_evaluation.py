@@ -8,7 +8,6 @@ over the brain outside the dilated mask.
 
 from __future__ import annotations
 
-import csv
 import os
 
 import numpy as np
@@ -16,20 +15,11 @@ import torch
 from monai.metrics import compute_dice
 
 from ..data.brats import brain_mask
-from ..errors import check_file, exit_on_input_error, require
+from ..errors import exit_on_input_error, require
 from ..metrics import dilate, masked_psnr, masked_ssim
 from ..networks.checkpoints import load_weights
-from .growth_evaluation import _load
+from .outputs import load_slice, read_summary
 from .tables import write_tables
-
-
-def read_summary(inference_dir: str) -> list[dict]:
-    """Rows of ``<inference_dir>/summary.csv`` (one-line error when inference has not run)."""
-    summary = check_file(os.path.join(inference_dir, "summary.csv"), "inference summary (run the inference config first)")
-    with open(summary) as f:
-        rows = list(csv.DictReader(f))
-    require(len(rows) > 0, summary, "has no rows")
-    return rows
 
 
 def mean_row(rows: list[dict], keys, **first) -> dict:
@@ -61,9 +51,9 @@ class InpaintingEvaluation:
 
     def _case_metrics(self, row: dict) -> dict:
         folder = os.path.join(self.inference_dir, row["case"])
-        x_in = _load(os.path.join(folder, "input.nii.gz"))[None]
-        x_out = _load(os.path.join(folder, f"{row['target']}.nii.gz"))[None]
-        z = _load(os.path.join(folder, "mask.nii.gz"))[None] > 0
+        x_in = load_slice(os.path.join(folder, "input.nii.gz"))[None]
+        x_out = load_slice(os.path.join(folder, f"{row['target']}.nii.gz"))[None]
+        z = load_slice(os.path.join(folder, "mask.nii.gz"))[None] > 0
         require(x_in.shape == x_out.shape, folder, f"output shape {tuple(x_out.shape)} differs from input {tuple(x_in.shape)}")
         change = (x_out - x_in).abs().sum(1, keepdim=True)
         region = dilate(z, self.margin)

@@ -27,7 +27,7 @@ from tqdm import tqdm
 from ..data.datalist import load_section
 from ..data.io import save_csv, save_nifti, staged_output
 from ..data.multimodal import multimodal_cases
-from ..errors import InputError, exit_on_input_error, require
+from ..errors import apply_unwrapped, exit_on_input_error, require
 from ..metrics.volume import volume_metrics
 from ..viz.volumes import volume_views_panel
 from ..networks.checkpoints import load_weights, refuse_existing_and_load
@@ -79,18 +79,7 @@ def translate_volume(inferer, network, source: torch.Tensor, targets: Sequence[i
 
 
 def _prepare(preprocessing, case: dict) -> dict:
-    entry = {k: v for k, v in case.items() if k in ("image", "channel_index")}
-    try:
-        return preprocessing(entry)
-    except InputError:
-        raise
-    except Exception as err:  # MONAI wraps transform errors; keep the InputError's one line if there is one
-        cause = err
-        while cause is not None and not isinstance(cause, InputError):
-            cause = cause.__cause__ or cause.__context__
-        if cause is not None:
-            raise cause from None
-        raise
+    return apply_unwrapped(preprocessing, {k: v for k, v in case.items() if k in ("image", "channel_index")})
 
 
 class VolumeTranslation:

@@ -13,14 +13,12 @@ mask), as JSON + Markdown tables and a PNG panel.
 
 from __future__ import annotations
 
-import csv
 import glob
 import os
 import time
 
 import torch
 from monai.data import MetaTensor
-from monai.transforms import LoadImage
 from monai.utils import set_determinism
 from tqdm import tqdm
 
@@ -28,10 +26,11 @@ from ..data.datalist import load_section
 from ..data.images2d import PICTURE_EXTENSIONS, VOLUME_EXTENSIONS
 from ..data.io import save_csv, save_nifti, staged_output
 from ..data.slices import as_slab
-from ..errors import InputError, check_file, exit_on_input_error, require
+from ..errors import apply_unwrapped, exit_on_input_error, require
 from ..metrics.restoration import FIDELITY, IN_MASK, FeatureMetrics, accutance
 from ..viz import comparison_panel
-from ..networks.checkpoints import load_weights
+from ..networks.checkpoints import refuse_existing_and_load
+from .outputs import load_slice, read_summary
 from .tables import write_tables
 
 OUTPUT_KEYS = ("condition", "target", "mask")
@@ -70,20 +69,6 @@ def _slab(data: torch.Tensor, reference) -> MetaTensor:
     return as_slab(MetaTensor(data.detach().cpu(), affine=affine))
 
 
-def _transform(transform, item: dict) -> dict:
-    """``transform(item)``; any failure (MONAI wraps reader errors) becomes one line naming the file."""
-    try:
-        return transform(item)
-    except Exception as err:  # noqa: BLE001
-        cause = err
-        while cause.__cause__ is not None and not isinstance(cause, InputError):
-            cause = cause.__cause__
-        if isinstance(cause, InputError):
-            raise cause from None
-        msg = ([ln for ln in str(cause).splitlines() if ln.strip()] or [type(cause).__name__])[-1]
-        raise InputError(item["image"], f"cannot be read or prepared ({msg.strip()[:200]})") from None
-
-
 class ConditionalRestoration:
     """Sample the restoration of every input (``inferer(condition, network)``) and write the outputs.
 
@@ -109,15 +94,12 @@ class ConditionalRestoration:
     def run(self) -> list[dict]:
         self.inferer.check()
         items = resolve_items(self.inputs, self.section)
-        for item in items:
-            folder = os.path.join(self.output_dir, item["name"])
-            require(self.overwrite or not (os.path.isdir(folder) and os.listdir(folder)), folder,
-                    "output folder exists and is not empty (set overwrite=true to replace it)")
-        load_weights(self.network, self.checkpoint, "diffusion model checkpoint", map_location=self.device)
+        refuse_existing_and_load(self.output_dir, [item["name"] for item in items], self.overwrite,
+                                 [(self.network, self.checkpoint, "diffusion model checkpoint")], self.device)
         self.network.eval()
         set_determinism(self.seed)
         with tqdm(items, desc="loading", unit="image") as bar:
-            prepared = [_transform(self.transform, item) for item in bar]
+            prepared = [apply_unwrapped(self.transform, item, item["image"]) for item in bar]
         shapes = {tuple(p["condition"].shape) for p in prepared}
         require(len(shapes) == 1, "inputs", f"conditions differ in shape after preprocessing: {sorted(shapes)}")
         rows = []
@@ -149,10 +131,6 @@ class ConditionalRestoration:
                 comparison_panel(os.path.join(folder, "panel.png"), [(item["name"], columns)])
 
 
-def _load(path: str) -> torch.Tensor:
-    return LoadImage(image_only=True, ensure_channel_first=True)(check_file(path, "restoration output"))[..., 0].float()
-
-
 class RestorationEvaluation:
     """Compare Med-cDiff's samples (``inference_dir``) with ``baselines`` (name -> callable) on the cases that
     have a target. Writes ``metrics.{json,md}``, ``per_case.{json,md}`` and ``panel.png`` to ``output_dir``.
@@ -168,17 +146,16 @@ class RestorationEvaluation:
         self.lpips_weights, self.fid_weights = lpips_weights or None, fid_weights or None
 
     def _cases(self) -> tuple[list[str], dict[str, torch.Tensor]]:
-        summary = check_file(os.path.join(self.inference_dir, "summary.csv"), "inference summary (run inference.json first)")
-        with open(summary) as f:
-            names = [r["case"] for r in csv.DictReader(f) if r.get("has_target") == "1"]
-        require(len(names) > 0, summary, "no case with a ground truth (run inference.json on a datalist section)")
+        names = [r["case"] for r in read_summary(self.inference_dir) if r.get("has_target") == "1"]
+        require(len(names) > 0, os.path.join(self.inference_dir, "summary.csv"),
+                "no case with a ground truth (run inference.json on a datalist section)")
         data = {key: [] for key in ("condition", "output", "target")}
         for name in names:
             for key in data:
-                data[key].append(_load(os.path.join(self.inference_dir, name, f"{key}.nii.gz")))
+                data[key].append(load_slice(os.path.join(self.inference_dir, name, f"{key}.nii.gz"), "restoration output"))
         masks = [os.path.join(self.inference_dir, name, "mask.nii.gz") for name in names]
         if all(os.path.exists(m) for m in masks):
-            data["mask"] = [_load(m) for m in masks]
+            data["mask"] = [load_slice(m, "restoration output") for m in masks]
         stacked = {key: torch.stack(v) for key, v in data.items()}
         require(stacked["output"].shape == stacked["target"].shape, self.inference_dir,
                 f"outputs {tuple(stacked['output'].shape)} and targets {tuple(stacked['target'].shape)} differ in shape")

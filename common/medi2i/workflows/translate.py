@@ -20,7 +20,7 @@ from ..data.cases import PreparedSlice, prepare_slice, resolve_cases
 from ..data.io import save_csv, save_nifti, staged_output
 from ..errors import exit_on_input_error, require
 from ..viz import translation_panel
-from ..networks.checkpoints import load_weights
+from ..networks.checkpoints import refuse_existing_and_load
 
 #: a score maps (B, C, H, W) images and their (B, 1, H, W) brain masks to (B,) values, e.g. R(x, 0)
 Score = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
@@ -86,12 +86,7 @@ class GuidedTranslation:
         require(self.uncertainty_samples <= 1 or eta > 0, "uncertainty_samples",
                 f"{self.uncertainty_samples} samples of deterministic DDIM are identical; set the sampler's eta > 0")
         cases = resolve_cases(self.inputs, self.section)
-        for case in cases:
-            folder = os.path.join(self.output_dir, case["name"])
-            require(self.overwrite or not (os.path.isdir(folder) and os.listdir(folder)), folder,
-                    "output folder exists and is not empty (set overwrite=true to replace it)")
-        for module, path, what in self.checkpoints:
-            load_weights(module, path, what, map_location=self.device)
+        refuse_existing_and_load(self.output_dir, [case["name"] for case in cases], self.overwrite, self.checkpoints, self.device)
         if hasattr(self.inferer, "load"):
             self.inferer.load(map_location=self.device)
         self.network.eval()
