@@ -35,6 +35,18 @@ def test_static_checks(bundle, check):
     assert verify.STATIC_CHECKS[check](bundle) == []
 
 
+@pytest.mark.parametrize("drop", ["network", "train#dataloader#sampler", "train#trainer#train_handlers", "finalize"])
+def test_overlay_check_names_what_an_overlay_lacks(tmp_path, drop):
+    bundle = tmp_path / "bundle"
+    shutil.copytree(os.path.join(ROOT, "bundles", "chest_xray_denoising_cddpm", "configs"), bundle / "configs")
+    overlay = bundle / "configs" / "multi_gpu_train.json"
+    content = json.loads(overlay.read_text())
+    del content[drop]
+    overlay.write_text(json.dumps(content))
+    problems = verify.check_overlays(str(bundle))
+    assert len(problems) == 1 and problems[0].startswith("multi_gpu_train.json lacks "), problems
+
+
 @pytest.mark.parametrize("bundle", BUNDLE_DIRS, ids=BUNDLES)
 def test_configs_instantiate_and_meet_monai_properties(bundle, tiny_run):
     run = tiny_run(bundle)

@@ -169,9 +169,29 @@ def check_paths(bundle: str) -> list[str]:
     return problems
 
 
+#: what every multi-GPU overlay must hold: (what, test on the overlay's JSON)
+OVERLAY_PARTS = (
+    ("a DistributedDataParallel network", lambda o: "DistributedDataParallel" in json.dumps(o.get("network", {}))),
+    ("a DistributedSampler for the training dataloader",
+     lambda o: o.get("train#dataloader#sampler") == "@train#sampler" and o.get("train#sampler", {}).get("_target_") == "DistributedSampler"),
+    ("training handlers filtered by medi2i.engines.handlers_for_rank", lambda o: "handlers_for_rank" in str(o.get("train#trainer#train_handlers"))),
+    ("medi2i.engines.distributed.setup in initialize", lambda o: "distributed.setup(" in json.dumps(o.get("initialize", []))),
+    ("medi2i.engines.distributed.teardown in finalize", lambda o: "distributed.teardown(" in json.dumps(o.get("finalize", []))),
+)
+
+
 def check_overlays(bundle: str) -> list[str]:
-    return [f"no multi-GPU overlay for {c} (multi_gpu_{c} or multi_gpu_train.json)"
-            for c in train_configs(bundle) if multi_gpu_overlay(bundle, c) is None]
+    """A multi-GPU overlay per training config, each with the parts of :data:`OVERLAY_PARTS`."""
+    problems = []
+    for config in train_configs(bundle):
+        overlay = multi_gpu_overlay(bundle, config)
+        if overlay is None:
+            problems.append(f"no multi-GPU overlay for {config} (multi_gpu_{config} or multi_gpu_train.json)")
+            continue
+        with open(os.path.join(bundle, "configs", overlay)) as f:
+            content = json.load(f)
+        problems += [f"{overlay} lacks {what}" for what, holds in OVERLAY_PARTS if not holds(content)]
+    return problems
 
 
 STATIC_CHECKS = {"files": check_files, "metadata": check_metadata, "packages": check_packages, "docs": check_docs,
