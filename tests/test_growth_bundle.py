@@ -145,9 +145,26 @@ def test_bad_input_channels_shape_and_values(capsys, infer_args, tmp_path):
     arr[3, 3, 0, 1] = np.inf
     nib.save(nib.Nifti1Image(arr, np.eye(4)), str(tmp_path / "inf.nii.gz"))
     expect_input_error(capsys, GROWTH, {**infer_args, "inputs": str(tmp_path / "inf.nii.gz")}, "inf.nii.gz: contains 1 non-finite voxel")
-    nib.save(nib.Nifti1Image(np.random.rand(48, 48, 1, 4).astype(np.float32), np.eye(4)), str(tmp_path / "big.nii.gz"))
-    expect_input_error(capsys, GROWTH, {**infer_args, "inputs": str(tmp_path / "big.nii.gz")}, "larger than the network input 32x32")
     assert not os.path.exists(infer_args["output_dir"])
+
+
+def test_larger_slice_is_resampled_and_written_on_its_own_grid(infer_args, tmp_path):
+    """A 72x60 slice with a 32x32 network: padded to 96x96, area-downsampled by 3, and every output written back
+    at 72x60 with the input's affine; where the output equals the network input, the input's own detail is kept."""
+    from medi2i.recipes import run_step
+
+    arr = np.random.default_rng(0).random((72, 60, 1, 4)).astype(np.float32) * 0.5 + 0.25
+    affine = np.diag([0.8, 0.9, 3.0, 1.0])
+    affine[:3, 3] = [5.0, -7.0, 11.0]
+    nib.save(nib.Nifti1Image(arr, affine), str(tmp_path / "big.nii.gz"))
+    run_step(GROWTH, "inference.json", {**infer_args, "inputs": str(tmp_path / "big.nii.gz")})
+    folder = os.path.join(infer_args["output_dir"], "big")
+    written = nib.load(os.path.join(folder, "input.nii.gz"))
+    assert written.shape[:2] == (72, 60) and np.allclose(written.affine, affine)
+    np.testing.assert_allclose(np.asarray(written.dataobj)[..., 0, :], arr[..., 0, :], atol=1e-6)
+    for name in ("desired_0", "desired_0.2", "grow", "grow_difference"):
+        out = nib.load(os.path.join(folder, f"{name}.nii.gz"))
+        assert out.shape[:2] == (72, 60) and np.allclose(out.affine, affine), name
 
 
 def test_bad_settings(capsys, infer_args, tmp_path):

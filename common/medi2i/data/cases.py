@@ -2,20 +2,19 @@
 
 from __future__ import annotations
 
-import copy
 import json
 import os
 from dataclasses import dataclass
 
 import torch
 from monai.data import MetaTensor
-from monai.transforms import MapTransform, SpatialPad
+from monai.transforms import MapTransform
 
-from ..errors import InputError, require
+from ..errors import require
 from .brats import EXTENSIONS, brain_mask, find_cases, load_case
 from .datalist import load_section
 from .restore2d import RestoreFromSource
-from .slices import ScaleBrainIntensity, as_slab, axial_slice, largest_tumour_slice
+from .slices import ScaleBrainIntensity, SliceGrid, as_slab, axial_slice, largest_tumour_slice
 
 
 def resolve_cases(inputs: str | list[str], section: str = "test_cases") -> list[dict]:
@@ -49,20 +48,27 @@ def resolve_cases(inputs: str | list[str], section: str = "test_cases") -> list[
 
 @dataclass
 class PreparedSlice:
-    """A case's slice, scaled to [0, 1] and padded: ``image (4, S, S, 1)``, ``label``/``brain`` ``(1, S, S, 1)``."""
+    """A case's slice scaled to [0, 1]: ``original`` ``(4, H, W, 1)`` as read, and on the network grid ``image``
+    ``(4, S, S, 1)`` with ``label``/``brain`` ``(1, S, S, 1)`` (:class:`~medi2i.data.slices.SliceGrid`)."""
 
     name: str
     image: MetaTensor
     label: torch.Tensor | None
     brain: torch.Tensor
     slice_index: int | None
-    padder: SpatialPad
+    grid: SliceGrid
+    original: MetaTensor
 
     def restore(self, data: torch.Tensor) -> MetaTensor:
-        """Undo the padding of a network output ``(C, S, S, 1)``: original in-plane size and affine."""
-        out = MetaTensor(data.detach().cpu(), meta=copy.deepcopy(self.image.meta),
-                         applied_operations=copy.deepcopy(self.image.applied_operations))
-        return self.padder.inverse(out)
+        """A network-grid array ``(C, S, S, 1)`` on the input grid: original in-plane size and affine."""
+        return self.grid.restore(data)
+
+    def restore_edit(self, output: torch.Tensor) -> MetaTensor:
+        """A translated slice ``(4, S, S, 1)`` on the input grid as the input plus the upsampled change
+        ``output - image``: where the network left the image alone the input's own detail stays (identical to
+        :meth:`restore` when the grid is only padded)."""
+        change = self.grid.restore(torch.as_tensor(output).detach().cpu() - self.image.as_tensor())
+        return MetaTensor(self.original.as_tensor() + change.as_tensor(), meta=change.meta)
 
 
 def prepare_slice(case: dict, image_size: int, slice_index: int | str = "largest_tumour",
@@ -71,7 +77,8 @@ def prepare_slice(case: dict, image_size: int, slice_index: int | str = "largest
 
     Volumes are scaled on brain tissue as a whole, then sliced at ``case["slice"]``, ``slice_index`` (an int),
     ``"largest_tumour"`` (needs a label; else the slice with most brain) or ``"middle"``. 2D inputs are scaled
-    per slice unless already in [0, 1].
+    per slice unless already in [0, 1]. Slices larger than ``image_size`` are padded and downsampled
+    (:class:`~medi2i.data.slices.SliceGrid`).
     """
     image, seg = load_case(case)
     where = case.get("name", case["image"])
@@ -91,15 +98,12 @@ def prepare_slice(case: dict, image_size: int, slice_index: int | str = "largest
         if image.max() > 1.0:
             image = ScaleBrainIntensity(percentile)(image)
     require(image.min() >= 0, where, "has negative intensities; expected MR magnitudes (or values scaled to [0, 1])")
-    brain = brain_mask(image)
-    require(bool(brain.any()), where, f"slice {index if index is not None else ''} has no brain (FLAIR is zero everywhere)".replace("  ", " "))
-    padder = SpatialPad(spatial_size=(image_size, image_size, -1), mode="constant")
-    if image.shape[1] > image_size or image.shape[2] > image_size:
-        raise InputError(where, f"slice is {image.shape[1]}x{image.shape[2]}, larger than the network input {image_size}x{image_size}")
-    padded = padder(image)
-    label = None if seg is None else SpatialPad(spatial_size=(image_size, image_size, -1))(seg).as_tensor() > 0
-    return PreparedSlice(case["name"] if "name" in case else str(where), padded, label,
-                         SpatialPad(spatial_size=(image_size, image_size, -1))(brain.float()).as_tensor() > 0, index, padder)
+    require(bool(brain_mask(image).any()), where, f"slice {index if index is not None else ''} has no brain (FLAIR is zero everywhere)".replace("  ", " "))
+    grid = SliceGrid(image, image_size)
+    fitted = grid.fit(image)
+    label = None if seg is None else grid.fit(seg, mask=True).as_tensor() > 0
+    return PreparedSlice(case["name"] if "name" in case else str(where), fitted, label, brain_mask(fitted.as_tensor()),
+                         index, grid, image)
 
 
 class PrepareSliced(MapTransform):
@@ -129,4 +133,4 @@ class RestoreSliced(RestoreFromSource):
         super().__init__(keys, f"{source}_prepared")
 
     def restore(self, pred, prepared: PreparedSlice, data):
-        return prepared.restore(pred.unsqueeze(-1))
+        return prepared.restore_edit(pred.unsqueeze(-1))

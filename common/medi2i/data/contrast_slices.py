@@ -8,7 +8,8 @@ Sources (any mix):
 * ``fastmri``: fastMRI brain HDF5 files (:mod:`~medi2i.data.fastmri`), the paper's data.
 
 NIfTI volumes are reoriented to RAS and resampled in-plane to ``pixdim`` mm (BraTS' 1 mm -> 2 mm is the paper's
-downsampling by 2); fastMRI images (no geometry in the file) are downsampled by ``fastmri_downsample`` (area).
+downsampling by 2), or coarser where the field of view would not fit ``image_size`` (so a small network sees the
+whole head, never a cropped centre); fastMRI images (no geometry in the file) are downsampled by ``fastmri_downsample`` (area).
 Each volume is scaled to [0, 1] by the 99.5th percentile of its non-zero voxels (magnitude images), slices are
 kept when their tissue (> ``tissue_threshold``) covers at least ``min_tissue_fraction`` of the volume's largest
 tissue area, and padded or cropped to ``image_size``. Slices are written as ``(1, S, S, 1)`` NIfTI (affine kept);
@@ -50,16 +51,26 @@ def _subjects(source: str, path: str, ixi_contrasts: Sequence[str]) -> list[dict
     return [{"subject": os.path.basename(f)[: -len(".h5")], "source": source, "file": f} for f in find_fastmri_files(path)]
 
 
-def _volumes(subject: dict, pixdim: float, fastmri_downsample: int) -> Iterator[tuple[str, MetaTensor]]:
+def fitting_spacing(volume: MetaTensor, pixdim: float, image_size: int) -> float:
+    """``pixdim``, or the coarser in-plane spacing at which the volume's field of view fits ``image_size`` pixels."""
+    extent = [float(n) * float(s) for n, s in zip(volume.shape[1:3], volume.pixdim[:2])]
+    return max(float(pixdim), max(extent) / int(image_size))
+
+
+def _volumes(subject: dict, pixdim: float, fastmri_downsample: int, image_size: int) -> Iterator[tuple[str, MetaTensor]]:
     """``(canonical contrast, (1, H, W, D) volume)`` of one subject, geometry normalised, not yet scaled."""
-    spacing = Spacing(pixdim=(pixdim, pixdim, -1), mode="bilinear")
+
+    def resample(volume: MetaTensor) -> MetaTensor:
+        step = fitting_spacing(volume, pixdim, image_size)
+        return Spacing(pixdim=(step, step, -1), mode="bilinear")(volume)
+
     if subject["source"] == "brats":
         image, _ = load_case(subject["case"])
         for c, name in enumerate(MODALITIES):
-            yield canonical_contrast(name), spacing(_RAS(image[c : c + 1]))
+            yield canonical_contrast(name), resample(_RAS(image[c : c + 1]))
     elif subject["source"] == "ixi":
         for name, path in subject["files"].items():
-            yield canonical_contrast(name), spacing(_RAS(_load(path, path).float()))
+            yield canonical_contrast(name), resample(_RAS(_load(path, path).float()))
     else:
         rss, acquisition = read_fastmri_volume(subject["file"])
         f = int(fastmri_downsample)
@@ -100,7 +111,7 @@ def build_contrast_datalist(sources: dict, output_dir: str, image_size: int = 16
         entries = []
         for subject in tqdm(members, desc=f"contrast slices ({section})", unit="subject"):
             folder = os.path.join(output_dir, "slices", subject["subject"])
-            for contrast, volume in _volumes(subject, pixdim, fastmri_downsample):
+            for contrast, volume in _volumes(subject, pixdim, fastmri_downsample, image_size):
                 if keep is not None and contrast.casefold() not in keep:
                     continue
                 volume = scale(volume)

@@ -91,8 +91,8 @@ def load_section(datalist: str, section: str = "training") -> list[dict]:
     with open(datalist) as f:
         raw = json.load(f)
     require(section in raw, datalist, f"has no section '{section}'")
+    require(len(raw[section]) > 0, datalist, f"section '{section}' is empty")  # MONAI's loader fails on an empty 'test'
     items = load_decathlon_datalist(datalist, is_segmentation=True, data_list_key=section)
-    require(len(items) > 0, datalist, f"section '{section}' is empty")
     for item, original in zip(items, raw[section]):
         for key, value in original.items():
             if key not in ("image", "label") and isinstance(value, str) and not any(c in value for c in "/."):

@@ -59,11 +59,27 @@ def find_volumes(path: str) -> list[dict]:
     files = sorted(f for ext in VOLUME_EXTENSIONS for f in glob.glob(os.path.join(path, "**", f"*{ext}"), recursive=True))
     series = sorted({os.path.dirname(f) for f in glob.glob(os.path.join(path, "**", "*.dcm"), recursive=True)})
     cases = [{"case": _stem(f), "image": f} for f in files]
-    for folder in series:
+    for folder in [s for s in series if not _dicom_copy_of_nifti(s, files)]:
         parent = os.path.basename(os.path.dirname(folder))
         cases.append({"case": f"{parent}_{os.path.basename(folder)}" if parent else os.path.basename(folder), "image": folder})
     require(len(cases) > 0, path, "no NIfTI volume (*.nii.gz) or DICOM series (folder of *.dcm) found")
     return cases
+
+
+def _dicom_copy_of_nifti(series: str, niftis: list[str]) -> bool:
+    """Whether the DICOM ``series`` holds the same image as a NIfTI file beside it (in its folder or the folder
+    above, as a converted copy usually is): same voxel grid and affine (within 0.01 mm) and same voxel values."""
+    near = [f for f in niftis if os.path.dirname(f) in (series, os.path.dirname(series))]
+    if not near:
+        return False
+    dicom = _load(series, series, reader="ITKReader")
+    for nifti in near:
+        image = _load(nifti, nifti)
+        if image.shape == dicom.shape and torch.allclose(image.affine.double(), dicom.affine.double(), atol=1e-2) \
+                and torch.allclose(image.float(), dicom.float(), atol=1e-3, rtol=1e-4):
+            print(f"{series}: DICOM copy of {nifti}, read once")
+            return True
+    return False
 
 
 def find_radiographs(path: str) -> list[dict]:

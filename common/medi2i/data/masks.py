@@ -9,11 +9,10 @@ setting): same shape as the slice, not empty, and mostly inside the brain; pixel
 from __future__ import annotations
 
 import torch
-from monai.transforms import SpatialPad
-
 from ..errors import InputError, check_file, require
 from .brats import _load, brain_mask
 from .images2d import _single_2d
+from .slices import SliceGrid
 
 
 def blob_mask(shape, centre, radius: float) -> torch.Tensor:
@@ -48,17 +47,18 @@ class DesiredMask:
     def where(self) -> str:
         return self.mask_file or f"mask blob (centre {self.centre}, radius {self.radius:g})"
 
-    def for_brain(self, brain: torch.Tensor, pad_file: bool = False) -> torch.Tensor:
+    def for_brain(self, brain: torch.Tensor, fit_file: bool = False) -> torch.Tensor:
         """z ``(1, H, W)`` float for a slice whose brain mask is ``brain`` ``(1, H, W)``.
 
-        ``pad_file``: a smaller mask file is zero-padded symmetrically (as the slice was) instead of refused.
+        ``fit_file``: ``brain`` is on the network grid and a mask file of another size is brought onto it as its
+        slice was (:class:`~medi2i.data.slices.SliceGrid`) instead of refused.
         """
         brain = brain.bool().cpu()
         shape = tuple(brain.shape[1:])
         if self.mask_file:
             mask = load_mask(self.mask_file)
-            if pad_file and all(m <= s for m, s in zip(mask.shape[1:], shape)):
-                mask = SpatialPad(spatial_size=shape)(mask.float()).as_tensor() > 0
+            if fit_file and tuple(mask.shape[1:]) != shape and shape[0] == shape[1]:
+                mask = SliceGrid(mask[..., None], shape[0]).fit(mask[..., None], mask=True).as_tensor()[..., 0] > 0
             require(tuple(mask.shape[1:]) == shape, self.mask_file,
                     f"mask shape {tuple(mask.shape[1:])} differs from the image slice {shape}")
         else:
@@ -76,17 +76,16 @@ class DesiredMask:
         return (mask & brain).float()
 
     def for_prepared(self, prepared) -> dict[str, torch.Tensor]:
-        """``{"mask": z}`` for a :class:`~medi2i.data.cases.PreparedSlice`, padded like its image
-        (the ``case_inputs`` of :class:`~medi2i.workflows.GuidedTranslation`)."""
-        brain = prepared.restore(prepared.brain.float())[..., 0]
+        """``{"mask": z}`` for a :class:`~medi2i.data.cases.PreparedSlice`: drawn or read on the input grid, then
+        brought to the network grid like its image (the ``case_inputs`` of :class:`~medi2i.workflows.GuidedTranslation`)."""
+        brain = brain_mask(prepared.original)[..., 0]
         try:
             z = self.for_brain(brain)
         except InputError as err:
             raise InputError(err.where, f"{err.problem} (case {prepared.name})") from None
-        size = prepared.brain.shape[1:3]
-        return {"mask": SpatialPad(spatial_size=size)(z).as_tensor()}
+        return {"mask": prepared.grid.fit(z.unsqueeze(-1), mask=True).as_tensor()[..., 0] * prepared.brain[..., 0]}
 
     def __call__(self, images: torch.Tensor) -> torch.Tensor:
         """z ``(B, 1, S, S)`` for network-ready images ``(B, 4, S, S)`` (brain = non-zero FLAIR)."""
-        return torch.stack([self.for_brain(brain_mask(x), pad_file=True) for x in images]).to(images.device)
+        return torch.stack([self.for_brain(brain_mask(x), fit_file=True) for x in images]).to(images.device)
 

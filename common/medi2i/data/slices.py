@@ -2,18 +2,22 @@
 tissue, zero-padded to a square size (240 -> 256 for BraTS), slices without brain dropped, and the relative
 tumour size (tumour pixels / brain pixels) as the regression label.
 
+A network smaller than the slice (the demo's 64x64 for 240x240 BraTS) gets the padded slice area-downsampled by
+an integer factor (240 -> 256 -> 64): :class:`SliceGrid` does both and brings network outputs back to the input grid.
+
 Slices are kept as ``(C, H, W, 1)`` MetaTensors so that each one carries the 3D affine of its position in the
 volume; networks see ``(C, H, W)``.
 """
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Iterator, Sequence
 
 import numpy as np
 import torch
 from monai.data import MetaTensor
-from monai.transforms import MapTransform, SpatialCrop, SpatialPad, Transform
+from monai.transforms import MapTransform, Resize, SpatialCrop, SpatialPad, Transform
 
 from ..errors import require
 from .brats import brain_mask
@@ -93,25 +97,54 @@ def largest_tumour_slice(volume: torch.Tensor, seg: torch.Tensor | None) -> int:
     return int(brain_mask(volume)[0].sum(dim=(0, 1)).argmax())
 
 
-def pad_to(image: torch.Tensor, size: int) -> torch.Tensor:
-    """Zero-pad the two in-plane dims of a ``(C, H, W, 1)`` slab to ``size`` (symmetric; invertible by MONAI)."""
-    require(image.shape[1] <= size and image.shape[2] <= size, "image_size",
-            f"slice {tuple(image.shape[1:3])} is larger than the network input {size}x{size}")
-    return SpatialPad(spatial_size=(size, size, -1), mode="constant")(image)
+class SliceGrid:
+    """The network grid of a ``(C, H, W, 1)`` slab: zero-padded (symmetric, as the paper's 240 -> 256) to the
+    smallest square ``n * image_size`` holding it, then area-downsampled by ``n`` (``n = 1``: padding only).
+
+    :meth:`fit` brings an image (or a mask, thresholded after averaging) onto the network grid, keeping the affine
+    of the new pixel spacing; :meth:`restore` brings a network-grid array back to the input's in-plane size and
+    affine (bilinear upsampling, then the padding cropped).
+    """
+
+    def __init__(self, image: torch.Tensor, image_size: int):
+        side = max(int(image.shape[1]), int(image.shape[2]))
+        self.image_size, self.factor = int(image_size), -(-side // int(image_size))
+        self.padder = SpatialPad(spatial_size=(self.factor * self.image_size,) * 2 + (-1,), mode="constant")
+        self.padded = self.padder(image if isinstance(image, MetaTensor) else MetaTensor(image))
+
+    def fit(self, image: torch.Tensor, mask: bool = False) -> MetaTensor:
+        """``image`` (on the input grid) -> the network grid. ``mask=True``: non-zero pixels as 0/1, and after
+        downsampling a pixel is 1 where more than half of it was."""
+        if mask:
+            image = MetaTensor((torch.as_tensor(image) != 0).float(), meta=getattr(image, "meta", None))
+        fitted = self.padder(image)
+        if self.factor > 1:
+            fitted = Resize((self.image_size, self.image_size, -1), mode="area")(fitted, lazy=False)
+            if mask:
+                fitted = MetaTensor((fitted.as_tensor() > 0.5).float(), meta=fitted.meta)
+        return fitted
+
+    def restore(self, data: torch.Tensor) -> MetaTensor:
+        """A network-grid array ``(C, S, S, 1)`` -> ``(C, H, W, 1)`` on the input grid with the input's affine."""
+        data = torch.as_tensor(data).detach().float().cpu()
+        if self.factor > 1:
+            size = self.padded.shape[1:3]
+            data = Resize((*size, -1), mode="bilinear")(data, lazy=False)
+            data = data.as_tensor() if isinstance(data, MetaTensor) else data
+        out = MetaTensor(data, meta=copy.deepcopy(self.padded.meta), applied_operations=copy.deepcopy(self.padded.applied_operations))
+        return self.padder.inverse(out)
 
 
 def iter_slices(volume: torch.Tensor, seg: torch.Tensor | None, image_size: int, min_brain_pixels: int = 1,
                 slice_range: Sequence[int] | None = None) -> Iterator[tuple[int, torch.Tensor, torch.Tensor | None, float]]:
-    """Yield ``(index, image, seg, relative_tumour_size)`` for every brain slice, padded to ``image_size``.
+    """Yield ``(index, image, seg, relative_tumour_size)`` for every brain slice on the network grid of
+    ``image_size`` (:class:`SliceGrid`); the size is measured on the slice as read.
 
     ``volume`` must already be intensity-scaled (:class:`ScaleBrainIntensity`).
     """
     for k in brain_slice_indices(volume, min_brain_pixels, slice_range):
         image = axial_slice(volume, k)
         label = None if seg is None else axial_slice(seg, k)
-        size = relative_tumour_size(label, image)
-        yield k, pad_to(image, image_size), None if label is None else pad_to(label, image_size), size
-
-
-def to_numpy(x) -> np.ndarray:
-    return x.detach().cpu().numpy() if isinstance(x, torch.Tensor) else np.asarray(x)
+        grid = SliceGrid(image, image_size)  # label values are kept when only padded, else the whole tumour as 0/1
+        label_out = None if label is None else grid.fit(label, mask=grid.factor > 1)
+        yield k, grid.fit(image), label_out, relative_tumour_size(label, image)

@@ -14,6 +14,7 @@ import numpy as np
 import torch
 
 from ..data.brats import brain_mask
+from ..data.slices import SliceGrid
 from ..errors import exit_on_input_error, require
 from ..metrics import TumourSize, dilate, masked_psnr, masked_ssim
 from ..viz import requested_vs_achieved
@@ -25,13 +26,22 @@ from .tables import write_tables
 
 class GrowthEvaluation:
     """Args: inference_dir (with ``summary.csv``), output_dir, regressor and its checkpoint, the tumour measure's
-    FLAIR ratio and the dilation margin (pixels) of the excluded tumour region."""
+    FLAIR ratio, the dilation margin (pixels) of the excluded tumour region, and the network input size: the
+    regressor sees the slices on the network grid, as during inference (:class:`~medi2i.data.slices.SliceGrid`);
+    sizes and PSNR/SSIM are measured on the written slices (the input's grid)."""
 
     def __init__(self, inference_dir: str, output_dir: str, regressor: torch.nn.Module, regressor_checkpoint: str,
-                 tumour_flair_ratio: float = 1.4, margin: int = 3, device="cpu"):
+                 tumour_flair_ratio: float = 1.4, margin: int = 3, image_size: int = 256, device="cpu"):
         self.inference_dir, self.output_dir = inference_dir, output_dir
         self.regressor, self.regressor_checkpoint = regressor, regressor_checkpoint
         self.measure, self.margin, self.device = TumourSize(tumour_flair_ratio), int(margin), torch.device(device)
+        self.image_size = int(image_size)
+
+    def _regressor(self, x_in: torch.Tensor, x_out: torch.Tensor) -> list[float]:
+        """R(x, 0) of the input and output slices ``(1, C, H, W)`` on the network grid."""
+        grid = SliceGrid(x_in[0, ..., None], self.image_size)
+        fitted = torch.stack([grid.fit(x[0, ..., None]).as_tensor()[..., 0] for x in (x_in, x_out)]).to(self.device)
+        return RegressorScore(self.regressor)(fitted, None).tolist()  # R ignores the brain mask
 
     def _case_metrics(self, row: dict) -> dict:
         folder = os.path.join(self.inference_dir, row["case"])
@@ -46,7 +56,7 @@ class GrowthEvaluation:
         if os.path.isfile(label_path):
             region = region | (load_slice(label_path)[None] > 0)
         outside = brain & ~dilate(region, self.margin)
-        r_in, r_out = RegressorScore(self.regressor)(torch.cat([x_in, x_out]).to(self.device), brain).tolist()
+        r_in, r_out = self._regressor(x_in, x_out)
         desired = float(row["desired_value"])
         return {"case": row["case"], "target": row["target"], "desired_value": desired,
                 "regressor_input": r_in, "regressor_output": r_out, "measured_size_input": float(size_in), "measured_size_output": float(size_out),

@@ -149,15 +149,16 @@ class GuidedTranslation:
 
     def _write_case(self, prep: PreparedSlice, source: torch.Tensor, outputs, notes, maps=None) -> None:
         with staged_output(os.path.join(self.output_dir, prep.name), overwrite=self.overwrite) as folder:
-            save_nifti(prep.restore(source.unsqueeze(-1)), os.path.join(folder, "input.nii.gz"))
+            save_nifti(prep.original, os.path.join(folder, "input.nii.gz"))
             if prep.label is not None:
                 save_nifti(prep.restore(prep.label.float()), os.path.join(folder, "label.nii.gz"))
             for name, image in outputs:
-                save_nifti(prep.restore(image.unsqueeze(-1)), os.path.join(folder, f"{name}.nii.gz"))
+                save_nifti(prep.restore_edit(image.unsqueeze(-1)), os.path.join(folder, f"{name}.nii.gz"))
                 diff = (image - source).abs().sum(0, keepdim=True)
                 save_nifti(prep.restore(diff.unsqueeze(-1)), os.path.join(folder, f"{name}_difference.nii.gz"))
-            for name, image in (maps or {}).items():
-                save_nifti(prep.restore(image.unsqueeze(-1)), os.path.join(folder, f"{name}.nii.gz"))
+            for name, image in (maps or {}).items():  # a mean is an image; a std is a change
+                restore = prep.restore_edit if name.endswith("_mean") else prep.restore
+                save_nifti(restore(image.unsqueeze(-1)), os.path.join(folder, f"{name}.nii.gz"))
             extra = self._case_tensors.get(prep.name, {})
             for name, image in extra.items():
                 save_nifti(prep.restore(image.float().cpu().unsqueeze(-1)), os.path.join(folder, f"{name}.nii.gz"))

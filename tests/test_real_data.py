@@ -1,0 +1,72 @@
+"""Issue 13: real images of any size through the data path, and the real-data demo weights on held-out cases.
+
+Reads ``../shared/data`` (skipped with the reason when absent). Held out from every training run: the BraTS 2018
+case ``brats2018/``, the BraTS 2023 case ``brats2023/`` and the radiographs of ``chest_xray_nih/``.
+"""
+
+import numpy as np
+import torch
+
+from conftest import shared
+from medi2i.data.cases import prepare_slice, resolve_cases
+from medi2i.data.slices import SliceGrid
+
+
+def test_brats_slice_resampled_to_the_network_and_back():
+    case = resolve_cases(shared("brats2018", "Brats18_TCIA01_201_1"))[0]
+    prep = prepare_slice(case, 64)
+    assert prep.original.shape == (4, 240, 240, 1) and prep.image.shape == (4, 64, 64, 1) and prep.grid.factor == 4
+    # 240 -> 256 (paper padding) -> 64: four times the pixel spacing, same physical centre of the slab
+    assert np.allclose(np.diag(prep.image.affine)[:2], 4 * np.diag(prep.original.affine)[:2])
+    centre = lambda img: (img.affine @ torch.tensor([(img.shape[1] - 1) / 2, (img.shape[2] - 1) / 2, 0, 1], dtype=torch.float64))[:3]
+    assert torch.allclose(centre(prep.image), centre(prep.original), atol=1e-6)
+    # area averaging keeps the mean intensity of the padded slab
+    assert abs(float(prep.image.mean()) * 64**2 - float(prep.original.mean()) * 240**2 / 16) < 1e-2 * 64**2
+    # the tumour survives downsampling and the network-grid label follows it
+    assert prep.label is not None and 100 < int(prep.label.sum()) < 64**2 // 4
+    assert int((prep.label & ~prep.brain).sum()) == 0
+    back = prep.restore(prep.image)
+    assert back.shape == prep.original.shape and torch.allclose(back.affine, prep.original.affine)
+    assert torch.equal(prep.restore_edit(prep.image).as_tensor(), prep.original.as_tensor())  # no change -> the input itself
+    change = torch.zeros_like(prep.image.as_tensor())
+    change[3, 30:34, 30:34] = 0.5
+    edited = prep.restore_edit(prep.image.as_tensor() + change).as_tensor() - prep.original.as_tensor()
+    assert float(edited[:3].abs().max()) == 0 and 0.4 < float(edited[3].max()) <= 0.5 + 1e-6  # only where it changed
+
+
+def test_slice_grid_pads_only_when_the_network_is_large_enough():
+    image = torch.rand(4, 240, 240, 1)
+    grid = SliceGrid(image, 256)
+    assert grid.factor == 1 and grid.fit(image).shape == (4, 256, 256, 1)
+    assert torch.equal(grid.restore(grid.fit(image)).as_tensor(), image)
+
+
+def test_empty_test_section_is_a_one_line_error(tmp_path):
+    import json
+
+    import pytest
+
+    from medi2i.data import load_section
+    from medi2i.errors import InputError
+
+    path = tmp_path / "datalist.json"
+    path.write_text(json.dumps({"training": [{"image": "a.nii.gz"}], "test": []}))
+    with pytest.raises(InputError, match="section 'test' is empty"):  # MONAI's loader raised a bare IndexError
+        load_section(str(path), "test")
+
+
+def test_nifti_and_its_dicom_copy_are_one_case(tmp_path):
+    import shutil
+
+    import nibabel as nib
+
+    from medi2i.data.images2d import find_volumes
+
+    source = shared("prostatex", "ProstateX-0000")
+    assert [c["case"] for c in find_volumes(source)] == ["ProstateX-0000_t2w_tra"]
+    # a different NIfTI beside the same series (here: the values doubled) is another image: both are cases
+    shutil.copytree(source, tmp_path / "case")
+    nifti = tmp_path / "case" / "ProstateX-0000_t2w_tra.nii.gz"
+    img = nib.load(str(nifti))
+    nib.save(nib.Nifti1Image(np.asarray(img.dataobj) * 2.0, img.affine, img.header), str(nifti))
+    assert len(find_volumes(str(tmp_path / "case"))) == 2
