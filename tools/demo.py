@@ -4,6 +4,8 @@
     python tools/demo.py --bundle bundles/<name>   # another bundle's demo recipe
     python tools/demo.py --retrain             # train the demo networks first (about 2 h on one CPU thread)
     python tools/demo.py --retrain --save_weights   # ... and replace the committed demo weights with them
+    python tools/demo.py --bundle bundles/<name> --real   # the real-data weights on held-out real cases of ../shared/data
+    python tools/demo.py --bundle bundles/<name> --real --retrain --save_weights   # train them on the real training set
 
 Writes data, (models,) outputs/ (NIfTI + panel.png per case) and eval/ (metrics tables, plot) to --output_dir.
 """
@@ -15,19 +17,21 @@ import time
 import fire
 
 from medi2i.errors import exit_on_input_error
-from medi2i.recipes import load_recipe, run_recipe
+from medi2i.recipes import DATA_ROOT, load_recipe, run_recipe
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 @exit_on_input_error
 def main(bundle: str = os.path.join(ROOT, "bundles", "brats_mri_tumor_growth_regression_guidance"),
-         output_dir: str = "demo_output", retrain: bool = False, tiny: bool = False, save_weights: bool = False):
+         output_dir: str = "demo_output", retrain: bool = False, tiny: bool = False, save_weights: bool = False,
+         real: bool = False, data_root: str = DATA_ROOT):
     start = time.perf_counter()
-    result = run_recipe(bundle, output_dir, tiny=tiny, retrain=retrain)
+    result = run_recipe(bundle, output_dir, tiny=tiny, retrain=retrain, real=real, data_root=data_root)
     total = time.perf_counter() - start
     if save_weights and retrain and not tiny:
-        target = os.path.join(bundle, load_recipe(bundle)[1]["weights"])
+        recipe = load_recipe(bundle)[1]
+        target = os.path.join(bundle, (recipe["real"] if real else recipe)["weights"])
         os.makedirs(target, exist_ok=True)
         for name in os.listdir(result["ckpt_dir"]):
             shutil.copy2(os.path.join(result["ckpt_dir"], name), os.path.join(target, name))

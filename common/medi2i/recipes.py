@@ -14,6 +14,15 @@ every config of the run) plus a ``demo`` entry that MONAI ignores::
 Each step is ``monai.bundle.run`` with ``bundle_root`` set to the output folder (so ``models/``, ``runs/``,
 ``outputs/`` and ``eval/`` land there), ``dataset_dir`` set to the generated slices, and ``ckpt_dir`` set to the
 demo weights when they are used instead of training.
+
+A ``"real"`` entry inside ``demo`` is the same recipe on real public data (``real=True``): its ``data`` names a
+reader (``brats_slices``, ``radiograph_slices``, ...) and a ``source`` folder under ``data_root`` (the collection's
+``../shared/data`` by default) to train on, ``inputs`` the held-out cases the run steps translate (never trained
+on), ``weights`` the committed real-data weights and ``overrides`` the sizes of its networks::
+
+    "real": {"data": {"generator": "brats_slices", "source": "brats2018_train", "image_size": 64},
+             "inputs": ["brats2018/Brats18_TCIA01_201_1"], "weights": "models/real",
+             "overrides": {...}, "train": [...], "run": [...]}
 """
 
 from __future__ import annotations
@@ -27,6 +36,7 @@ from monai.bundle import run as bundle_run
 
 from .data.contrast_slices import contrast_phantoms
 from .data.datalist import build_slice_datalist
+from .data.images2d import build_image_datalist
 from .data.multimodal import brats_volume_phantoms
 from .data.phantoms import write_phantom_dataset
 from .data.phantoms2d import phantom_datalist
@@ -44,11 +54,32 @@ def _brats_phantoms(folder: str, num_cases: int = 32, shape=(64, 64, 32), seed: 
     return slices
 
 
+def _brats_slices(folder: str, source: str, image_size: int = 64, val_fraction: float = 0.15,
+                  test_fraction: float = 0.0, seed: int = 0) -> str:
+    """Real BraTS cases under ``source`` as a slice datalist in ``folder`` (kept when already there)."""
+    if not os.path.isfile(os.path.join(folder, "datalist.json")):
+        build_slice_datalist(source, folder, image_size=image_size, val_fraction=val_fraction,
+                             test_fraction=test_fraction, seed=seed)
+    return folder
+
+
+def _radiograph_slices(folder: str, source: str, image_size: int = 64, val_fraction: float = 0.1,
+                       test_fraction: float = 0.0, seed: int = 0) -> str:
+    """Real radiographs under ``source`` as a datalist of ``image_size`` slices in ``folder``."""
+    if not os.path.isfile(os.path.join(folder, "datalist.json")):
+        build_image_datalist(source, folder, "radiographs", image_size, val_fraction, test_fraction, seed)
+    return folder
+
+
 #: generator name in a recipe -> function(folder, **args) returning the dataset_dir
 GENERATORS: dict[str, Callable[..., str]] = {"brats_phantoms": _brats_phantoms}
 GENERATORS["image2d_phantoms"] = phantom_datalist  # Med-cDiff bundles: pelvis T2 volumes or chest radiographs
 GENERATORS["brats_volume_phantoms"] = brats_volume_phantoms  # ALDM: 3D volumes + volume datalist
 GENERATORS["contrast_phantoms"] = contrast_phantoms
+GENERATORS["brats_slices"] = _brats_slices
+GENERATORS["radiograph_slices"] = _radiograph_slices
+#: where the real recipes' ``source`` and ``inputs`` are looked up by default: the collection's ../shared/data
+DATA_ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", "..", "..", "shared", "data"))
 
 
 def load_recipe(bundle_dir: str) -> tuple[dict, dict]:
@@ -73,28 +104,42 @@ def run_step(bundle_dir: str, config: str, overrides: dict) -> float:
 
 
 def run_recipe(bundle_dir: str, output_dir: str, tiny: bool = False, retrain: bool = False,
-               extra_overrides: dict | None = None) -> dict:
+               extra_overrides: dict | None = None, real: bool = False, data_root: str = DATA_ROOT) -> dict:
     """Generate the data, train (unless demo weights are used), run inference and evaluation.
 
-    ``tiny`` uses the recipe's tiny sizes and always trains (a smoke run of every config in order).
+    ``tiny`` uses the recipe's tiny sizes and always trains (a smoke run of every config in order). ``real`` uses
+    the recipe's ``real`` entry: real training data under ``data_root``, its held-out ``inputs``, its weights.
     Returns ``{"seconds": {step: s}, "output_dir": ..., "ckpt_dir": ...}``.
     """
     bundle_dir, output_dir = os.path.abspath(bundle_dir), os.path.abspath(output_dir)
     _, recipe = load_recipe(bundle_dir)
+    if real:
+        require("real" in recipe, os.path.join(bundle_dir, "configs", "demo.json"), "has no real-data recipe ('real' entry)")
+        recipe = recipe["real"]
     tiny_spec = recipe.get("tiny", {}) if tiny else {}
     data = {**recipe["data"], **tiny_spec.get("data", {})}
     generator = GENERATORS[data.pop("generator")]
+    if real:
+        data["source"] = _under(data_root, data["source"])
     timings: dict[str, float] = {}
     start = time.perf_counter()
     dataset_dir = generator(os.path.join(output_dir, "data"), **data)
     timings["data"] = time.perf_counter() - start
-    base = {"bundle_root": output_dir, "dataset_dir": dataset_dir}
+    base = {"bundle_root": output_dir, "dataset_dir": dataset_dir, **recipe.get("overrides", {})}
     weights = recipe.get("weights")
     use_weights = weights and not tiny and not retrain and os.path.isdir(os.path.join(bundle_dir, weights))
     ckpt_dir = os.path.join(bundle_dir, weights) if use_weights else os.path.join(output_dir, "models")
-    steps = ([] if use_weights else recipe.get("train", [])) + recipe.get("run", [])
-    for step in steps:
-        overrides = {**base, **step.get("overrides", {}), **tiny_spec.get("overrides", {}),
+    run_base = {"inputs": [_under(data_root, p) for p in recipe["inputs"]]} if "inputs" in recipe else {}
+    steps = [(s, {}) for s in ([] if use_weights else recipe.get("train", []))] + [(s, run_base) for s in recipe.get("run", [])]
+    for step, extra in steps:
+        overrides = {**base, **extra, **step.get("overrides", {}), **tiny_spec.get("overrides", {}),
                      **tiny_spec.get("steps", {}).get(step["config"], {}), **(extra_overrides or {}), "ckpt_dir": ckpt_dir}
         timings[step["config"]] = run_step(bundle_dir, step["config"], overrides)
     return {"seconds": timings, "output_dir": output_dir, "ckpt_dir": ckpt_dir, "dataset_dir": dataset_dir}
+
+
+def _under(root: str, path: str) -> str:
+    """``path`` under ``root`` (one-line error naming it when absent)."""
+    full = os.path.join(root, path)
+    require(os.path.exists(full), full, f"real data not found (set data_root; see {os.path.join(root, 'SOURCES.md')})")
+    return full
