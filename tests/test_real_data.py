@@ -70,3 +70,31 @@ def test_nifti_and_its_dicom_copy_are_one_case(tmp_path):
     img = nib.load(str(nifti))
     nib.save(nib.Nifti1Image(np.asarray(img.dataobj) * 2.0, img.affine, img.header), str(nifti))
     assert len(find_volumes(str(tmp_path / "case"))) == 2
+
+
+def test_aldm_preprocessing_fits_a_whole_brats_case_and_inverts_to_its_grid():
+    """Demo ROI 64x64x48: the foreground box of a 240x240x155 case is shrunk to fit (not cut to its centre), and
+    MONAI Invertd brings a network-size prediction back to the case's shape and affine."""
+    import os
+
+    from monai.bundle import ConfigParser
+
+    from conftest import ROOT
+
+    configs = os.path.join(ROOT, "bundles", "brats_mri_multimodal_translation_ldm3d", "configs")
+    parser = ConfigParser()
+    parser.read_config([os.path.join(configs, "inference.json"), os.path.join(configs, "demo.json")])
+    case = shared("brats2018", "Brats18_TCIA01_201_1")
+    paths = [os.path.join(case, f"Brats18_TCIA01_201_1_{m}.nii.gz") for m in ("t1", "t1ce", "t2", "flair")]
+    data = parser.get_parsed_content("preprocessing")({"image": paths})
+    image = data["image"]
+    assert tuple(image.shape) == (4, 64, 64, 48)
+    brain = (image[3] > 0).float()
+    # the whole head fits: no brain voxel on the faces of the box except through the pad-to-size margins
+    assert float(brain[0].sum() + brain[-1].sum() + brain[:, 0].sum() + brain[:, -1].sum()) == 0
+    assert float(brain.sum()) > 0.2 * brain.numel()
+    restored = parser.get_parsed_content("postprocessing")({**data, "pred": data["image"][:1].clone()})["pred"]
+    import nibabel as nib
+
+    reference = nib.load(paths[0])
+    assert tuple(restored.shape[1:]) == reference.shape and np.allclose(restored.affine, reference.affine, atol=1e-4)

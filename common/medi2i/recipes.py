@@ -23,6 +23,9 @@ on), ``weights`` the committed real-data weights and ``overrides`` the sizes of 
     "real": {"data": {"generator": "brats_slices", "source": "brats2018_train", "image_size": 64},
              "inputs": ["brats2018/Brats18_TCIA01_201_1"], "weights": "models/real",
              "overrides": {...}, "train": [...], "run": [...]}
+
+``test_data`` (a generator like ``data``, e.g. every 3rd tumour slice of the held-out cases) replaces ``inputs``
+with the test section of the datalist it writes.
 """
 
 from __future__ import annotations
@@ -37,6 +40,7 @@ from monai.bundle import run as bundle_run
 from .data.contrast_slices import contrast_phantoms
 from .data.datalist import build_slice_datalist
 from .data.images2d import build_image_datalist
+from .data.io import save_json
 from .data.multimodal import brats_volume_phantoms
 from .data.phantoms import write_phantom_dataset
 from .data.phantoms2d import phantom_datalist
@@ -55,11 +59,19 @@ def _brats_phantoms(folder: str, num_cases: int = 32, shape=(64, 64, 32), seed: 
 
 
 def _brats_slices(folder: str, source: str, image_size: int = 64, val_fraction: float = 0.15,
-                  test_fraction: float = 0.0, seed: int = 0) -> str:
-    """Real BraTS cases under ``source`` as a slice datalist in ``folder`` (kept when already there)."""
-    if not os.path.isfile(os.path.join(folder, "datalist.json")):
+                  test_fraction: float = 0.0, seed: int = 0, min_tumour_size: float = 0.0, every: int = 1) -> str:
+    """Real BraTS cases under ``source`` as a slice datalist in ``folder`` (kept when already there). For held-out
+    sets, the test section can keep only slices whose relative tumour size is at least ``min_tumour_size``, and of
+    those every ``every``-th."""
+    datalist = os.path.join(folder, "datalist.json")
+    if not os.path.isfile(datalist):
         build_slice_datalist(source, folder, image_size=image_size, val_fraction=val_fraction,
                              test_fraction=test_fraction, seed=seed)
+        with open(datalist) as f:
+            content = json.load(f)
+        kept = [e for e in content["test"] if e["relative_tumour_size"] >= min_tumour_size]
+        content["test"] = kept[:: max(1, int(every))]
+        save_json(content, datalist)
     return folder
 
 
@@ -130,6 +142,10 @@ def run_recipe(bundle_dir: str, output_dir: str, tiny: bool = False, retrain: bo
     use_weights = weights and not tiny and not retrain and os.path.isdir(os.path.join(bundle_dir, weights))
     ckpt_dir = os.path.join(bundle_dir, weights) if use_weights else os.path.join(output_dir, "models")
     run_base = {"inputs": [_under(data_root, p) for p in recipe["inputs"]]} if "inputs" in recipe else {}
+    if "test_data" in recipe:  # held-out cases as a slice datalist: the run steps translate its test section
+        test = dict(recipe["test_data"])
+        test_dir = GENERATORS[test.pop("generator")](os.path.join(output_dir, "test_data"), **{**test, "source": _under(data_root, test["source"])})
+        run_base = {"inputs": os.path.join(test_dir, "datalist.json"), "datalist_section": "test"}
     steps = [(s, {}) for s in ([] if use_weights else recipe.get("train", []))] + [(s, run_base) for s in recipe.get("run", [])]
     for step, extra in steps:
         overrides = {**base, **extra, **step.get("overrides", {}), **tiny_spec.get("overrides", {}),

@@ -15,7 +15,8 @@ from collections.abc import Sequence
 
 import torch
 from monai.data import MetaTensor
-from monai.transforms import MapTransform, ResampleToMatch
+from monai.transforms import MapTransform, ResampleToMatch, Resized
+from monai.utils import TraceKeys
 
 from ..errors import InputError, check_finite, require
 from .brats import MODALITIES, _load, find_cases
@@ -120,3 +121,33 @@ def check_size(image: torch.Tensor, where, min_size: int) -> None:
     if any(s < min_size for s in image.shape[1:]):
         raise InputError(where, f"volume {'x'.join(map(str, image.shape[1:]))} is smaller than the network's "
                                 f"downsampling factor {min_size} along a side")
+
+
+class FitWithind(Resized):
+    """Shrink a volume (keeping its aspect ratio) until it fits within ``roi_size``, so that the crop/pad to the
+    network size that follows cuts nothing: real 240x240x155 BraTS cases reach a small demo network whole.
+    Volumes that fit already are untouched; ``enabled=False`` (the paper's recipe: crop/pad only) does nothing.
+    Invertible by MONAI ``Invertd`` (trilinear back to the input's shape)."""
+
+    def __init__(self, keys, roi_size: Sequence[int], enabled: bool = True, allow_missing_keys: bool = False):
+        super().__init__(keys, spatial_size=list(roi_size), mode="trilinear", anti_aliasing=True,
+                         allow_missing_keys=allow_missing_keys)
+        self.roi_size, self.enabled = [int(r) for r in roi_size], bool(enabled)
+
+    def __call__(self, data, lazy=None):
+        d = dict(data)
+        key = next(self.key_iterator(d), None)
+        shape = [int(n) for n in d[key].shape[1:]] if key is not None else self.roi_size
+        scale = min(r / n for r, n in zip(self.roi_size, shape))
+        if not self.enabled or scale >= 1.0:
+            return d
+        self.resizer.spatial_size = [max(1, round(n * scale)) for n in shape]
+        return super().__call__(d, lazy)
+
+    def inverse(self, data):
+        d = dict(data)
+        for key in self.key_iterator(d):
+            ops = getattr(d[key], "applied_operations", [])
+            if ops and ops[-1].get(TraceKeys.ID) == id(self.resizer):  # only what this transform did
+                d[key] = self.resizer.inverse(d[key])
+        return d
