@@ -37,11 +37,11 @@ from collections.abc import Callable
 
 from monai.bundle import run as bundle_run
 
-from .data.contrast_slices import contrast_phantoms
-from .data.datalist import build_slice_datalist
+from .data.contrast_slices import build_contrast_datalist, contrast_phantoms
+from .data.datalist import _relative_case, build_slice_datalist, split_cases
 from .data.images2d import build_image_datalist
 from .data.io import save_json
-from .data.multimodal import brats_volume_phantoms
+from .data.multimodal import brats_volume_phantoms, multimodal_cases
 from .data.phantoms import write_phantom_dataset
 from .data.phantoms2d import phantom_datalist
 from .errors import require
@@ -83,6 +83,39 @@ def _radiograph_slices(folder: str, source: str, image_size: int = 64, val_fract
     return folder
 
 
+def _contrast_slices(folder: str, source: str, test_source: str | None = None, image_size: int = 64,
+                     val_fraction: float = 0.15, seed: int = 0) -> str:
+    """Contrast-labelled slices of the real BraTS cases under ``source`` (training/validation) and, as the test
+    section, of the held-out cases under ``test_source``; returns ``folder`` (kept when already there)."""
+    datalist = os.path.join(folder, "datalist.json")
+    if not os.path.isfile(datalist):
+        build_contrast_datalist({"brats": source}, folder, image_size=image_size, val_fraction=val_fraction,
+                                test_fraction=0.0, seed=seed)
+        if test_source:
+            held_out = build_contrast_datalist({"brats": test_source}, os.path.join(folder, "test"), image_size=image_size,
+                                               val_fraction=0.0, test_fraction=1.0, seed=seed)
+            with open(datalist) as f, open(held_out) as g:
+                content, test = json.load(f), json.load(g)
+            content["test"] = [{**e, "image": os.path.join("test", e["image"])} for e in test["test"]]
+            save_json(content, datalist)
+    return folder
+
+
+def _brats_volumes(folder: str, source: str, test_source: str | None = None, val_fraction: float = 0.15,
+                   seed: int = 0) -> str:
+    """A volume datalist in ``folder`` (paths relative to it) of the real cases under ``source`` (training and
+    validation) and the held-out cases under ``test_source`` (test); returns ``folder``."""
+    datalist = os.path.join(folder, "datalist.json")
+    if not os.path.isfile(datalist):
+        sections = split_cases(multimodal_cases(source), val_fraction, 0.0, seed)
+        sections["test"] = multimodal_cases(test_source) if test_source else []
+        content = {"description": f"multi-modal volumes of {source}, held out: {test_source}", "seed": seed}
+        content.update({name: [_relative_case(c, folder) for c in cases] for name, cases in sections.items()})
+        os.makedirs(folder, exist_ok=True)
+        save_json(content, datalist)
+    return folder
+
+
 #: generator name in a recipe -> function(folder, **args) returning the dataset_dir
 GENERATORS: dict[str, Callable[..., str]] = {"brats_phantoms": _brats_phantoms}
 GENERATORS["image2d_phantoms"] = phantom_datalist  # Med-cDiff bundles: pelvis T2 volumes or chest radiographs
@@ -90,6 +123,8 @@ GENERATORS["brats_volume_phantoms"] = brats_volume_phantoms  # ALDM: 3D volumes 
 GENERATORS["contrast_phantoms"] = contrast_phantoms
 GENERATORS["brats_slices"] = _brats_slices
 GENERATORS["radiograph_slices"] = _radiograph_slices
+GENERATORS["contrast_slices"] = _contrast_slices
+GENERATORS["brats_volumes"] = _brats_volumes
 #: where the real recipes' ``source`` and ``inputs`` are looked up by default: the collection's ../shared/data
 DATA_ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", "..", "..", "shared", "data"))
 
@@ -132,7 +167,7 @@ def run_recipe(bundle_dir: str, output_dir: str, tiny: bool = False, retrain: bo
     data = {**recipe["data"], **tiny_spec.get("data", {})}
     generator = GENERATORS[data.pop("generator")]
     if real:
-        data["source"] = _under(data_root, data["source"])
+        data.update({key: _under(data_root, data[key]) for key in ("source", "test_source") if data.get(key)})
     timings: dict[str, float] = {}
     start = time.perf_counter()
     dataset_dir = generator(os.path.join(output_dir, "data"), **data)
