@@ -165,6 +165,14 @@ def test_larger_slice_is_resampled_and_written_on_its_own_grid(infer_args, tmp_p
     for name in ("desired_0", "desired_0.2", "grow", "grow_difference"):
         out = nib.load(os.path.join(folder, f"{name}.nii.gz"))
         assert out.shape[:2] == (72, 60) and np.allclose(out.affine, affine), name
+    # evaluation gives the regressor the network grid again: R(input) as in inference's summary
+    eval_dir = str(tmp_path / "eval")
+    run_step(GROWTH, "evaluate.json", {**infer_args, "inference_dir": infer_args["output_dir"], "output_dir": eval_dir})
+    with open(os.path.join(eval_dir, "per_case.json")) as f:
+        per_case = json.load(f)["rows"]
+    with open(os.path.join(infer_args["output_dir"], "summary.csv")) as f:
+        r_inference = float(next(csv.DictReader(f))["regressor_input"])
+    assert abs(per_case[0]["regressor_input"] - r_inference) < 1e-4
 
 
 def test_bad_settings(capsys, infer_args, tmp_path):

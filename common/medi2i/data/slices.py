@@ -135,6 +135,13 @@ class SliceGrid:
         return self.padder.inverse(out)
 
 
+def to_network_grid(image: torch.Tensor, image_size: int, mask: bool = False) -> torch.Tensor:
+    """A ``(C, H, W)`` slice on its input grid (as the workflows write it) on the network grid ``(C, S, S)``, as
+    inference saw it: the evaluations run guidance networks there."""
+    slab = image[..., None]
+    return SliceGrid(slab, image_size).fit(slab, mask).as_tensor()[..., 0]
+
+
 def iter_slices(volume: torch.Tensor, seg: torch.Tensor | None, image_size: int, min_brain_pixels: int = 1,
                 slice_range: Sequence[int] | None = None) -> Iterator[tuple[int, torch.Tensor, torch.Tensor | None, float]]:
     """Yield ``(index, image, seg, relative_tumour_size)`` for every brain slice on the network grid of

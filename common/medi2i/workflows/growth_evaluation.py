@@ -14,7 +14,7 @@ import numpy as np
 import torch
 
 from ..data.brats import brain_mask
-from ..data.slices import SliceGrid
+from ..data.slices import to_network_grid
 from ..errors import exit_on_input_error, require
 from ..metrics import TumourSize, dilate, masked_psnr, masked_ssim
 from ..viz import requested_vs_achieved
@@ -39,8 +39,7 @@ class GrowthEvaluation:
 
     def _regressor(self, x_in: torch.Tensor, x_out: torch.Tensor) -> list[float]:
         """R(x, 0) of the input and output slices ``(1, C, H, W)`` on the network grid."""
-        grid = SliceGrid(x_in[0, ..., None], self.image_size)
-        fitted = torch.stack([grid.fit(x[0, ..., None]).as_tensor()[..., 0] for x in (x_in, x_out)]).to(self.device)
+        fitted = torch.stack([to_network_grid(x[0], self.image_size) for x in (x_in, x_out)]).to(self.device)
         return RegressorScore(self.regressor)(fitted, None).tolist()  # R ignores the brain mask
 
     def _case_metrics(self, row: dict) -> dict:

@@ -15,6 +15,7 @@ import torch
 from monai.metrics import compute_dice
 
 from ..data.brats import brain_mask
+from ..data.slices import to_network_grid
 from ..errors import exit_on_input_error, require
 from ..metrics import dilate, masked_psnr, masked_ssim
 from ..networks.checkpoints import load_weights
@@ -33,18 +34,22 @@ def mean_row(rows: list[dict], keys, **first) -> dict:
 
 class InpaintingEvaluation:
     """Args: inference_dir, output_dir, the segmenter S and its checkpoint, the dilation ``margin`` (pixels),
-    the threshold on S and the translated image's name (``target``)."""
+    the threshold on S, the translated image's name (``target``) and the network input size (S runs on the network
+    grid, as during inference; the change and PSNR/SSIM are measured on the written slices)."""
 
     KEYS = ("share_inside_mask", "dice_output", "dice_input", "psnr_outside_mask", "ssim_outside_mask")
 
     def __init__(self, inference_dir: str, output_dir: str, segmenter: torch.nn.Module, segmenter_checkpoint: str,
-                 margin: int = 3, threshold: float = 0.5, target: str = "inpainted", device="cpu"):
+                 margin: int = 3, threshold: float = 0.5, target: str = "inpainted", image_size: int = 256, device="cpu"):
         self.inference_dir, self.output_dir = inference_dir, output_dir
         self.segmenter, self.segmenter_checkpoint = segmenter, segmenter_checkpoint
         self.margin, self.threshold, self.target, self.device = int(margin), float(threshold), target, torch.device(device)
+        self.image_size = int(image_size)
 
     @torch.no_grad()
     def _dice(self, image: torch.Tensor, z: torch.Tensor) -> float:
+        """Dice of ``S(x, 0) > threshold`` and z, both ``(1, C, H, W)`` brought to the network grid."""
+        image, z = to_network_grid(image[0], self.image_size)[None], to_network_grid(z[0], self.image_size, mask=True)[None]
         t = torch.zeros(1, dtype=torch.long, device=self.device)
         seg = (torch.sigmoid(self.segmenter(image.to(self.device), timesteps=t)) > self.threshold).float().cpu()
         return float(compute_dice(seg, z, include_background=True, ignore_empty=False)[0, 0])
