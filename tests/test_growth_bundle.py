@@ -206,3 +206,24 @@ def test_existing_outputs_are_not_overwritten(capsys, infer_args, tmp_path):
 def test_command_line_error_is_one_line_with_nonzero_exit(tmp_path):
     expect_cli_error([os.path.join(CONFIGS, "inference.json")], os.path.join(CONFIGS, "metadata.json"), tmp_path,
                      str(tmp_path / "missing_case"), f"{tmp_path / 'missing_case'}: no such file or folder")
+
+
+def test_growth_effects_shares_per_slice():
+    from medi2i.workflows.growth_evaluation import growth_effects
+
+    nan = float("nan")
+
+    def rows(case, sizes, grow, shrink, r_in=0.1, true=0.12, psnr=30.0):
+        out = [{"case": case, "target": f"desired_{i}", "desired_value": i, "measured_size_output": s} for i, s in sizes]
+        out += [{"case": case, "target": "grow", "desired_value": nan, "measured_size_output": grow},
+                {"case": case, "target": "shrink", "desired_value": nan, "measured_size_output": shrink}]
+        return [{**r, "measured_size_input": 0.1, "regressor_input": r_in, "true_size_input": true, "psnr_outside_tumour": psnr} for r in out]
+
+    per_case = rows("a", [(0.0, 0.0), (0.1, 0.0), (0.2, 0.15)], grow=0.2, shrink=0.05)  # follows every request
+    per_case += rows("b", [(0.0, 0.05), (0.1, 0.04), (0.2, 0.2)], grow=0.1, shrink=0.05, r_in=0.2, true=nan, psnr=25.0)
+    per_case += rows("c", [(0.0, 0.1), (0.1, 0.1), (0.2, 0.1)], grow=0.3, shrink=0.2)  # flat: not monotonic
+    effects = growth_effects(per_case)
+    assert effects["slices"] == 3 and effects["monotonic_share"] == pytest.approx(1 / 3)
+    assert effects["grow_share"] == pytest.approx(2 / 3) and effects["shrink_share"] == pytest.approx(2 / 3)
+    assert effects["labelled_slices"] == 2 and effects["regressor_mae"] == pytest.approx(0.02)
+    assert effects["psnr_outside_tumour_min"] == 25.0

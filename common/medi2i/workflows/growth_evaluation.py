@@ -14,7 +14,7 @@ import numpy as np
 import torch
 
 from ..data.brats import brain_mask
-from ..data.slices import to_network_grid
+from ..data.slices import relative_tumour_size, to_network_grid
 from ..errors import exit_on_input_error, require
 from ..metrics import TumourSize, dilate, masked_psnr, masked_ssim
 from ..viz import requested_vs_achieved
@@ -51,13 +51,14 @@ class GrowthEvaluation:
         size_in, mask_in = self.measure(x_in, brain)
         size_out, mask_out = self.measure(x_out, brain)
         region = mask_in | mask_out
-        label_path = os.path.join(folder, "label.nii.gz")
+        label_path, true_size = os.path.join(folder, "label.nii.gz"), float("nan")
         if os.path.isfile(label_path):
-            region = region | (load_slice(label_path)[None] > 0)
+            label = load_slice(label_path)[None] > 0
+            region, true_size = region | label, relative_tumour_size(label[0], x_in[0])
         outside = brain & ~dilate(region, self.margin)
         r_in, r_out = self._regressor(x_in, x_out)
         desired = float(row["desired_value"])
-        return {"case": row["case"], "target": row["target"], "desired_value": desired,
+        return {"case": row["case"], "target": row["target"], "desired_value": desired, "true_size_input": true_size,
                 "regressor_input": r_in, "regressor_output": r_out, "measured_size_input": float(size_in), "measured_size_output": float(size_out),
                 "regressor_error": abs(r_out - desired) if not math.isnan(desired) else float("nan"),
                 "measured_error": abs(float(size_out) - desired) if not math.isnan(desired) else float("nan"),
@@ -81,8 +82,10 @@ class GrowthEvaluation:
         table.insert(0, {"target": "input", "desired_value": float("nan"), "n": len(inputs),
                          "regressor_output": float(np.mean([r["regressor_input"] for r in inputs.values()])),
                          "measured_size_output": float(np.mean([r["measured_size_input"] for r in inputs.values()]))})
+        effects = growth_effects(per_case)
         paths = write_tables(table, self.output_dir, "metrics", "Tumour growth: requested vs achieved",
-                             {"per_case": per_case, "inference_dir": os.path.abspath(self.inference_dir)})
+                             {"effects": effects, "per_case": per_case, "inference_dir": os.path.abspath(self.inference_dir)})
+        write_tables([effects], self.output_dir, "effects", "Tumour growth: direction of the effect per slice")
         write_tables(per_case, self.output_dir, "per_case")
         guided = [r for r in per_case if not math.isnan(r["desired_value"])]
         if guided:
@@ -92,4 +95,29 @@ class GrowthEvaluation:
                                    "measured size": (requested, [r["measured_size_output"] for r in guided])},
                                   "requested relative tumour size i", "achieved")
         print(open(paths["markdown"]).read())
+        print(open(os.path.join(self.output_dir, "effects.md")).read())
         return table
+
+
+def growth_effects(per_case: list[dict]) -> dict:
+    """Per slice, whether the measured size follows the request: non-decreasing in the desired value i and larger
+    for the largest i than for the smallest (``monotonic``), above the input's for grow and below it for shrink
+    (fixed s_t > 0 / < 0 targets named ``grow*``/``shrink*``); the share of slices where each holds, and the
+    regressor's mean absolute error R(x_0) against the labelled relative tumour size of the inputs."""
+    cases = list(dict.fromkeys(r["case"] for r in per_case))
+    monotonic, grow, shrink = [], [], []
+    for case in cases:
+        rows = [r for r in per_case if r["case"] == case]
+        guided = sorted((r for r in rows if not math.isnan(r["desired_value"])), key=lambda r: r["desired_value"])
+        sizes = [r["measured_size_output"] for r in guided]
+        if len(sizes) > 1:
+            monotonic.append(all(b >= a for a, b in zip(sizes, sizes[1:])) and sizes[-1] > sizes[0])
+        size_in = rows[0]["measured_size_input"]
+        grow += [r["measured_size_output"] > size_in for r in rows if r["target"].startswith("grow")]
+        shrink += [r["measured_size_output"] < size_in for r in rows if r["target"].startswith("shrink")]
+    share = lambda flags: float(np.mean(flags)) if flags else float("nan")  # noqa: E731
+    labelled = {r["case"]: r for r in per_case if not math.isnan(r["true_size_input"])}
+    mae = share([abs(r["regressor_input"] - r["true_size_input"]) for r in labelled.values()])
+    return {"slices": len(cases), "monotonic_share": share(monotonic), "grow_share": share(grow),
+            "shrink_share": share(shrink), "labelled_slices": len(labelled), "regressor_mae": mae,
+            "psnr_outside_tumour_min": float(min(r["psnr_outside_tumour"] for r in per_case))}
