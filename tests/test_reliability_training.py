@@ -216,6 +216,7 @@ def test_sigkill_during_a_checkpoint_save_resumes_from_the_last_good_one(tiny_da
     ({"batch_size": 0}, "batch_size: must be a whole number >= 1, got 0"),
     ({"learning_rate": 0.0}, "learning_rate: must be a finite number > 0, got 0.0"),
     ({"val_interval": 0}, "val_interval: must be a whole number >= 1, got 0"),
+    ({"log_interval": 0}, "log_interval: must be a whole number >= 1, got 0"),
 ])
 def test_bad_training_setting_is_a_one_line_error(tiny_data, tmp_path, capsys, overrides, message):
     expect_input_error(capsys, GROWTH, {**tiny_data, "bundle_root": str(tmp_path), **overrides}, message, config=CONFIG)

@@ -98,15 +98,15 @@ class AtomicCheckpointSaver(CheckpointSaver):
     def state_dict(self) -> dict:
         state = self._engine.state if self._engine is not None else None
         saved = self._key_metric_checkpoint.state_dict()["_saved"] if self._key_metric_checkpoint else []
-        return {"_saved": [(float(p), f) for p, f in saved],
-                "best_metric": float(getattr(state, "best_metric", -1)), "best_metric_epoch": int(getattr(state, "best_metric_epoch", -1))}
+        return {"_saved": [(float(p), f) for p, f in saved], "best_metric": float(getattr(state, "best_metric", -1)),
+                "best_metric_epoch": int(getattr(state, "best_metric_epoch", -1))}
 
     def load_state_dict(self, state_dict: dict) -> None:
         """Restore the best score of files still present; the evaluator's best metric when attached."""
         if self._key_metric_checkpoint is not None:
             fixed = self._key_metric_checkpoint.save_handler.filename  # e.g. model.pt whatever the score
-            present = [(p, f) for p, f in state_dict["_saved"] if os.path.isfile(os.path.join(self.save_dir, fixed or f))]
-            self._key_metric_checkpoint.load_state_dict({"_saved": present})
+            saved = [(p, f) for p, f in state_dict["_saved"] if os.path.isfile(os.path.join(self.save_dir, fixed or f))]
+            self._key_metric_checkpoint.load_state_dict({"_saved": saved})
         if self._engine is not None and state_dict.get("best_metric_epoch", -1) >= 0:
             self._engine.state.best_metric = state_dict["best_metric"]
             self._engine.state.best_metric_epoch = state_dict["best_metric_epoch"]
@@ -165,7 +165,9 @@ class ResumableCheckpoint:
 
     def _save_on_exception(self, engine: Engine, err: BaseException) -> None:
         iteration = engine.state.iteration
-        if self._saved_iteration is None or iteration <= self._saved_iteration:
+        if self._saved_iteration is None:  # resuming failed: that error says it all
+            raise err
+        if iteration <= self._saved_iteration:
             why = "nothing trained since the last checkpoint"
         elif iteration != self._completed:
             why = "it stopped inside a training step, whose state may be half-updated"
@@ -193,7 +195,7 @@ class ResumableCheckpoint:
             os.remove(path)
         if partial:
             engine.logger.warning(f"removed {len(partial)} partial file(s) of an interrupted save from {self.directory}")
-        files = checkpoints_newest_first(self.directory)[::-1]  # those already there count towards n_saved (oldest first)
+        files = checkpoints_newest_first(self.directory)[::-1]  # those there count towards n_saved (oldest first)
         self._checkpoint.load_state_dict({"_saved": [(checkpoint_iteration(f), os.path.basename(f)) for f in files]})
         if not engine.has_event_handler(self._save, Events.EPOCH_COMPLETED):
             # registered now, after every other handler, so that the epoch's validation (best score) is saved too
@@ -227,7 +229,7 @@ class ResumableCheckpoint:
             Checkpoint.load_objects({k: v for k, v in objects.items() if k in checkpoint}, checkpoint)
         except (RuntimeError, KeyError, ValueError) as err:
             raise InputError(path, f"does not fit this training configuration ({_one_line(err)}); "
-                                   "move it away or set resume=false") from None
+                                   "move it away or use another run_dir") from None
         require(engine.state.epoch <= max_epochs, path,
                 f"already trained for {engine.state.epoch} epochs, more than max_epochs={max_epochs}")
         engine.state.max_epochs = max_epochs

@@ -15,14 +15,16 @@ def _whole(value) -> bool:
 
 
 @exit_on_input_error
-def check_training(max_epochs, batch_size, learning_rate, val_interval=1, epoch_length=1, datalist: str | None = None,
-                   dataset_dir: str | None = None, image_size: int | Sequence[int] | None = None, size_multiple: int = 1,
-                   size_setting: str = "image_size", other_rates: dict | None = None) -> None:
-    """Raise a one-line error for a missing ``datalist`` file or ``dataset_dir`` folder, counts that are not whole
-    numbers >= 1, learning rates that are not finite and > 0, or an ``image_size`` (one size, or one per axis) that
-    (setting ``size_setting``) is not a positive multiple of ``size_multiple`` (what the networks' downsampling needs, e.g.
-    ``2 ** (len(channels) - 1)`` for a MONAI UNet)."""
-    counts = {"max_epochs": max_epochs, "batch_size": batch_size, "val_interval": val_interval, "epoch_length": epoch_length}
+def check_training(max_epochs, batch_size, learning_rate, val_interval=1, epoch_length=1, log_interval=1,
+                   datalist: str | None = None, dataset_dir: str | None = None,
+                   image_size: int | Sequence[int] | None = None, size_multiple: int = 1, size_setting: str = "image_size",
+                   other_rates: dict | None = None) -> None:
+    """Raise a one-line error for counts that are not whole numbers >= 1, learning rates (``learning_rate`` and
+    ``other_rates``) that are not finite and > 0, an ``image_size`` (one size or one per axis, named ``size_setting``)
+    that is not a positive multiple of ``size_multiple`` (what the networks' downsampling needs, e.g.
+    ``2 ** (len(channels) - 1)`` for a MONAI UNet), or a missing ``datalist`` file or ``dataset_dir`` folder."""
+    counts = {"max_epochs": max_epochs, "batch_size": batch_size, "val_interval": val_interval,
+              "epoch_length": epoch_length, "log_interval": log_interval}
     for name, value in counts.items():
         require(_whole(value) and value >= 1, name, f"must be a whole number >= 1, got {value!r}")
     for name, value in {"learning_rate": learning_rate, **(other_rates or {})}.items():
