@@ -18,7 +18,7 @@ from conftest import BUNDLES, GROWTH, ROOT, expect_input_error
 from ignite.engine import Engine, Events
 from monai.bundle import ConfigParser
 
-from medi2i.engines import RandomState, ResumableCheckpoint
+from medi2i.engines import AtomicCheckpointSaver, RandomState, ResumableCheckpoint
 from medi2i.recipes import GENERATORS, load_recipe, run_step
 
 CONFIG = "train_diffusion.json"
@@ -107,6 +107,39 @@ def test_resumed_run_matches_an_uninterrupted_one(tiny_data, tmp_path):
     _train(tiny_data, tmp_path / "resumed", max_epochs=2, epoch_length=6)
     a, b = (_trainer_state(tmp_path / r, "checkpoint_iteration=12.pt")["network"] for r in ("straight", "resumed"))
     assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_checkpoint_of_an_older_release_still_resumes(tiny_data, tmp_path):
+    _train(tiny_data, tmp_path, max_epochs=1)
+    run = tmp_path / "runs" / "diffusion"
+    state = _trainer_state(tmp_path, "checkpoint_iteration=2.pt")
+    torch.save({k: state[k] for k in ("network", "optimizer", "trainer")}, run / "checkpoint_final.pt")
+    os.remove(run / "checkpoint_iteration=2.pt")
+    log = _train(tiny_data, tmp_path, max_epochs=2)
+    assert "at epoch 1, iteration 2 (it holds no best_model, random_state: those start afresh)" in log
+    assert _checkpoints(tmp_path) == ["checkpoint_final.pt", "checkpoint_iteration=4.pt"]
+
+
+def test_best_model_write_is_atomic(tmp_path, monkeypatch):
+    """A save of ``model.pt`` that dies half-way (kill, full disk) leaves the previous ``model.pt`` whole."""
+    net, engine = torch.nn.Linear(2, 1), Engine(lambda engine, batch: None)
+    engine.add_event_handler(Events.EPOCH_COMPLETED, lambda e: e.state.metrics.update(score=e.state.epoch))
+    AtomicCheckpointSaver(str(tmp_path), {"model": net}, save_key_metric=True, key_metric_name="score",
+                          key_metric_filename="model.pt").attach(engine)
+    save = torch.save
+
+    def dying_save(obj, f, *args, **kwargs):
+        if engine.state.epoch == 2:
+            with open(f, "wb") if isinstance(f, (str, os.PathLike)) else f as out:  # a path: MONAI's plain save
+                out.write(b"half a checkpoint")
+            raise OSError("No space left on device")
+        save(obj, f, *args, **kwargs)
+
+    monkeypatch.setattr(torch, "save", dying_save)
+    with pytest.raises(OSError):
+        engine.run(range(1), max_epochs=2)
+    assert os.listdir(tmp_path) == ["model.pt"]
+    assert torch.equal(torch.load(tmp_path / "model.pt", weights_only=True)["weight"], net.weight)
 
 
 def test_random_state_round_trip():
