@@ -39,7 +39,8 @@ def cddpm_run(tiny_run):
 def test_tiny_train_infer_evaluate(cddpm_run):
     (overlay, recipe), out = load_recipe(BUNDLE), cddpm_run["output_dir"]
     tiny = recipe["tiny"]
-    for path in ("models/model.pt", "models/classifier.pt", "runs/diffusion/checkpoint_final.pt", "runs/classifier/checkpoint_final.pt"):
+    for path in ("models/model.pt", "models/classifier.pt", "runs/diffusion/checkpoint_iteration=6.pt",
+                 "runs/classifier/checkpoint_iteration=3.pt"):
         assert os.path.isfile(os.path.join(out, path)), path
     n, size, pixdim = tiny["overrides"]["num_samples"], overlay["image_size"], overlay["pixdim"]
     with open(os.path.join(out, "outputs", "summary.csv")) as f:

@@ -25,7 +25,8 @@ CONFIGS = os.path.join(GROWTH, "configs")
 
 def test_tiny_train_infer_evaluate(tiny_growth_run):
     out = tiny_growth_run["output_dir"]
-    for path in ("models/model.pt", "models/regressor.pt", "runs/diffusion/checkpoint_final.pt", "runs/regressor/checkpoint_final.pt"):
+    for path in ("models/model.pt", "models/regressor.pt", "runs/diffusion/checkpoint_iteration=2.pt",
+                 "runs/regressor/checkpoint_iteration=2.pt"):
         assert os.path.isfile(os.path.join(out, path)), path
     with open(os.path.join(out, "outputs", "summary.csv")) as f:
         rows = list(csv.DictReader(f))
@@ -52,9 +53,8 @@ def test_training_resumes_from_the_last_checkpoint(tiny_growth_run, tmp_path):
                                 epoch_length=2, val_interval=1)
     run_step(GROWTH, "train_diffusion.json", {**overrides, "max_epochs": 1})
     run_step(GROWTH, "train_diffusion.json", {**overrides, "max_epochs": 2})
-    state = torch.load(tmp_path / "runs" / "diffusion" / "checkpoint_final.pt", weights_only=False)
+    state = torch.load(tmp_path / "runs" / "diffusion" / "checkpoint_iteration=4.pt", weights_only=False)
     assert state["trainer"]["iteration"] == 4  # 2 epochs x 2 iterations: continued, not restarted
-    assert os.path.isfile(tmp_path / "runs" / "diffusion" / "checkpoint_epoch=2.pt")
 
 
 def _parsed(config, key, **overrides):

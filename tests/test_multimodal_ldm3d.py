@@ -117,8 +117,8 @@ def aldm_run(tiny_run):
 
 def test_tiny_stage1_to_evaluate(aldm_run):
     out = aldm_run["output_dir"]
-    for path in ("models/autoencoder.pt", "models/spade.pt", "models/model.pt", "runs/autoencoder/checkpoint_final.pt",
-                 "runs/spade/checkpoint_final.pt", "runs/diffusion/checkpoint_final.pt"):
+    for path in ("models/autoencoder.pt", "models/spade.pt", "models/model.pt", "runs/autoencoder/checkpoint_iteration=2.pt",
+                 "runs/spade/checkpoint_iteration=2.pt", "runs/diffusion/checkpoint_iteration=2.pt"):
         assert os.path.isfile(os.path.join(out, path)), path
     test_cases = json.load(open(os.path.join(aldm_run["dataset_dir"], "datalist.json")))["test"]
     for case in test_cases:
@@ -276,7 +276,7 @@ def test_table3_ablations_train_and_are_evaluated(aldm_run, tmp_path):
     for ablation, name in (("palette", "diffusion_palette"), ("diffusion_only", "diffusion_only")):
         files = [os.path.join(CONFIGS, c) for c in ("train_diffusion.json", f"ablation_{ablation}.json", "demo.json")]
         bundle_run(config_file=files, **common, **recipe["tiny"]["steps"]["train_diffusion.json"])
-        assert (models / f"{name}.pt").is_file() and (tmp_path / "runs" / name / "checkpoint_final.pt").is_file()
+        assert (models / f"{name}.pt").is_file() and (tmp_path / "runs" / name / "checkpoint_iteration=2.pt").is_file()
     os.symlink(os.path.join(aldm_run["ckpt_dir"], "spade.pt"), models / "spade.pt")
     methods = ["aldm", "palette", "diffusion_only", "spade_only", "identity"]
     bundle_run(config_file=[os.path.join(CONFIGS, "evaluate.json"), os.path.join(CONFIGS, "demo.json")],

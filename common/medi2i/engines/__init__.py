@@ -2,11 +2,12 @@
 rank-0-only handlers for multi-GPU runs."""
 
 from .distributed import handlers_for_rank
-from .handlers import ProgressBar, ResumableCheckpoint, latest_checkpoint, split_prediction
+from .handlers import AtomicCheckpointSaver, ProgressBar, RandomState, ResumableCheckpoint, latest_checkpoint, split_prediction
 from .losses import HybridDiffusionLoss
 from .prepare_batch import HybridPrepareBatch, NoisyImagePrepareBatch
+from .settings import check_training
 
-__all__ = ["HybridDiffusionLoss", "HybridPrepareBatch", "NoisyImagePrepareBatch", "ProgressBar", "ResumableCheckpoint",
+__all__ = ["AtomicCheckpointSaver", "RandomState", "check_training", "HybridDiffusionLoss", "HybridPrepareBatch", "NoisyImagePrepareBatch", "ProgressBar", "ResumableCheckpoint",
            "latest_checkpoint", "split_prediction", "handlers_for_rank"]
 from . import aldm  # noqa: E402  (ALDM stages: VQ-GAN, MS-SPADE, latent diffusion)
 

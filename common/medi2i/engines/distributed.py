@@ -18,7 +18,7 @@ import torch.distributed as dist
 from monai.utils import set_determinism
 
 #: handler classes that write files or print, kept on rank 0 only
-RANK_ZERO_ONLY = ("CheckpointSaver", "StatsHandler", "TensorBoardStatsHandler", "ProgressBar", "MetricsSaver",
+RANK_ZERO_ONLY = ("CheckpointSaver", "AtomicCheckpointSaver", "StatsHandler", "TensorBoardStatsHandler", "ProgressBar", "MetricsSaver",
                   "TensorBoardImageHandler", "ClearMLStatsHandler", "MLFlowHandler")
 
 
