@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import copy
-import json
 import os
 from dataclasses import dataclass
 
@@ -13,7 +12,7 @@ from monai.transforms import MapTransform, SpatialPad
 
 from ..errors import InputError, require
 from .brats import EXTENSIONS, brain_mask, find_cases, load_case
-from .datalist import load_section
+from .datalist import load_section, read_json
 from .restore2d import RestoreFromSource
 from .slices import ScaleBrainIntensity, as_slab, axial_slice, largest_tumour_slice
 
@@ -27,9 +26,8 @@ def resolve_cases(inputs: str | list[str], section: str = "test_cases") -> list[
         path = str(path)
         require(os.path.exists(path), path, "no such file or folder")
         if path.endswith(".json"):
-            with open(path) as f:
-                keys = json.load(f).keys()
-            cases += load_section(path, section if section in keys else "test")
+            content = read_json(path, "datalist")
+            cases += load_section(path, section if isinstance(content, dict) and section in content else "test")
         elif os.path.isdir(path):
             cases += find_cases(path)
         else:

@@ -14,6 +14,8 @@ import numpy as np
 import torch
 
 from ..data.brats import brain_mask
+from ..data.io import check_output_dir
+from ..settings import check_runner
 from ..errors import exit_on_input_error, require
 from ..metrics import TumourSize, dilate, masked_psnr, masked_ssim
 from ..viz import requested_vs_achieved
@@ -25,13 +27,16 @@ from .tables import write_tables
 
 class GrowthEvaluation:
     """Args: inference_dir (with ``summary.csv``), output_dir, regressor and its checkpoint, the tumour measure's
-    FLAIR ratio and the dilation margin (pixels) of the excluded tumour region."""
+    FLAIR ratio and the dilation margin (pixels) of the excluded tumour region; overwrite (write into a non-empty
+    output_dir) and the config's settings to check first (:func:`~medi2i.settings.check_settings`)."""
 
     def __init__(self, inference_dir: str, output_dir: str, regressor: torch.nn.Module, regressor_checkpoint: str,
-                 tumour_flair_ratio: float = 1.4, margin: int = 3, device="cpu"):
+                 tumour_flair_ratio: float = 1.4, margin: int = 3, device="cpu", overwrite: bool = False,
+                 settings: dict | None = None):
         self.inference_dir, self.output_dir = inference_dir, output_dir
         self.regressor, self.regressor_checkpoint = regressor, regressor_checkpoint
         self.measure, self.margin, self.device = TumourSize(tumour_flair_ratio), int(margin), torch.device(device)
+        self.overwrite, self.settings = overwrite, settings
 
     def _case_metrics(self, row: dict) -> dict:
         folder = os.path.join(self.inference_dir, row["case"])
@@ -57,7 +62,9 @@ class GrowthEvaluation:
 
     @exit_on_input_error
     def run(self) -> list[dict]:
-        rows = read_summary(self.inference_dir)
+        check_runner(self)
+        rows = read_summary(self.inference_dir, ("case", "target", "desired_value"))
+        check_output_dir(self.output_dir, self.overwrite)
         load_weights(self.regressor, self.regressor_checkpoint, "regressor checkpoint", map_location=self.device)
         per_case = [self._case_metrics(row) for row in rows]
         table = []
