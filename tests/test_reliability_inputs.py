@@ -122,9 +122,13 @@ def test_staging_folder_of_a_killed_run_is_removed(capsys, growth, tmp_path):
     stale = tmp_path / "out" / ".staging-999999999-abc"  # no such process: its run was killed
     stale.mkdir(parents=True)
     (stale / "input.nii.gz").write_text("half written")
+    older = tmp_path / ".staging-k2j4_x9q"  # the older name, beside the output folder
+    older.mkdir()
+    live = tmp_path / "out" / f".staging-{os.getpid()}-abc"  # a run still going on
+    live.mkdir()
     run_step(GROWTH, "inference.json", growth)
-    assert not stale.exists() and "left by an interrupted run" in capsys.readouterr().err
-    assert sorted(os.listdir(tmp_path / "out")) == ["Phantom_000", "summary.csv"]
+    assert not stale.exists() and not older.exists() and "left by an interrupted run" in capsys.readouterr().err
+    assert sorted(os.listdir(tmp_path / "out")) == [live.name, "Phantom_000", "summary.csv"]
 
 
 # ---- 4. range checks --------------------------------------------------------------------------------------------
@@ -172,10 +176,19 @@ def test_aldm_settings_out_of_range(capsys, tiny_run, tmp_path):
 def test_growth_settings_out_of_range(capsys, growth):
     for override, message in (({"gradient_scale": float("inf")}, "gradient_scale: must be a finite number, got inf"),
                               ({"fixed_scales": [1.0, float("nan")]}, "fixed_scales: must be a finite number, got nan"),
-                              ({"stride": 0}, "stride: must be an integer >= 1"),
+                              ({"tumour_flair_ratio": -1}, "tumour_flair_ratio: must be a finite number > 0"),
                               ({"batch_size": 0}, "batch_size: must be an integer >= 1")):
         expect_input_error(capsys, GROWTH, {**growth, **override}, message)
     assert not os.path.exists(growth["output_dir"])
+
+
+def test_restoration_settings_out_of_range(capsys, tiny_run, tmp_path):
+    args = tiny_overrides(DENOISE, tiny_run(DENOISE), output_dir=str(tmp_path / "out"))
+    for override, message in (({"noise_std": [-0.1, 0.2]}, "noise_std: must be a finite number >= 0, got -0.1"),
+                              ({"salt_pepper": [0.01, 2]}, "salt_pepper: must be a finite number >= 0 and <= 1, got 2"),
+                              ({"sampling_method": "ddim", "ddim_eta": float("inf")}, "ddim_eta: must be a finite number >= 0")):
+        expect_input_error(capsys, DENOISE, {**args, **override}, message)
+    assert not os.path.exists(tmp_path / "out")
 
 
 # ---- 5. one-line errors for evaluation inputs ---------------------------------------------------------------------
@@ -195,6 +208,9 @@ def test_contrast_evaluate_refuses_nan_and_unreadable_real_slices(capsys, tiny_r
         path.write_text(json.dumps(datalist))
         expect_input_error(capsys, CONTRAST, tiny_overrides(CONTRAST, run, datalist=str(path), output_dir=str(tmp_path / "eval")),
                            message, "evaluate.json")
+    text.write_text("not TorchScript")
+    expect_input_error(capsys, CONTRAST, tiny_overrides(CONTRAST, run, fid_weights=str(text), output_dir=str(tmp_path / "eval")),
+                       f"{text}: FID feature network (TorchScript) cannot be read", "evaluate.json")
     path.write_text('{"test": [')  # truncated
     expect_input_error(capsys, CONTRAST, tiny_overrides(CONTRAST, run, datalist=str(path), output_dir=str(tmp_path / "eval")),
                        f"{path}: datalist is not valid JSON", "evaluate.json")

@@ -148,7 +148,8 @@ def load_case(case: dict) -> tuple[torch.Tensor, torch.Tensor | None]:
         # multi-channel files stacked per modality: keep one channel each
         require(image.shape[0] % len(MODALITIES) == 0, paths[0], f"cannot split {image.shape[0]} channels into modalities")
         image = image[:: image.shape[0] // len(MODALITIES)]
-    require(image.shape[0] == len(MODALITIES), paths[0], f"expected {len(MODALITIES)} channels (t1, t1ce, t2, flair), found {image.shape[0]}")
+    png = "; a PNG is one grey image (RGB averaged, alpha ignored): give one PNG per modality" if str(paths[0]).lower().endswith(".png") else ""
+    require(image.shape[0] == len(MODALITIES), paths[0], f"expected {len(MODALITIES)} channels (t1, t1ce, t2, flair), found {image.shape[0]}{png}")
     image = image.float()
     seg = None
     if case.get("label"):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import json
 import os
+import re
 import shutil
 import sys
 import tempfile
@@ -50,24 +51,27 @@ def save_csv(rows: list[dict], path: str) -> str:
 STAGING_PREFIX = ".staging-"
 
 
-def _staging_owner_alive(name: str) -> bool:
-    """Whether the process that made staging folder ``name`` (``.staging-<pid>-...``) still runs."""
-    pid = name[len(STAGING_PREFIX):].split("-")[0]
-    if not pid.isdigit():
+def _is_stale_staging(name: str) -> bool:
+    """Whether ``name`` is a staging folder (``.staging-<pid>-<random>``, or the older ``.staging-<random>``) whose
+    process no longer runs."""
+    if not name.startswith(STAGING_PREFIX):
         return False
+    pid, _, rest = name[len(STAGING_PREFIX):].partition("-")
+    if not (pid.isdigit() and rest):
+        return re.fullmatch(r"[a-z0-9_]{8}", pid) is not None and not rest
     try:
         os.kill(int(pid), 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
+    except (ProcessLookupError, OverflowError):
         return True
-    return True
+    except PermissionError:  # someone else's live process
+        return False
+    return False
 
 
 def remove_stale_staging(folder: str) -> list[str]:
     """Remove the staging folders that killed runs left in ``folder`` (their process is gone); return their paths."""
     stale = [os.path.join(folder, name) for name in (os.listdir(folder) if os.path.isdir(folder) else [])
-             if name.startswith(STAGING_PREFIX) and not _staging_owner_alive(name)]
+             if _is_stale_staging(name)]
     for path in stale:
         shutil.rmtree(path, ignore_errors=True)
         print(f"removed {path} (left by an interrupted run)", file=sys.stderr)
@@ -85,8 +89,8 @@ def check_output_dir(folder: str, overwrite: bool = False, replaced=None) -> Non
     require(os.path.isdir(existing), folder, "output path is a file, not a folder" if existing == folder
             else f"cannot create the output folder: {existing} is a file")
     require(os.access(existing, os.W_OK | os.X_OK), folder, f"output folder cannot be written (no permission on {existing})")
-    for parent in {existing, os.path.dirname(folder)} if existing == folder else ():
-        remove_stale_staging(parent)
+    for place in (folder, os.path.dirname(folder)):  # staging folders sit in the output folder or beside it
+        remove_stale_staging(place)
     entries = sorted(e for e in os.listdir(folder) if not e.startswith(STAGING_PREFIX)) if existing == folder else []
     if not entries:
         return

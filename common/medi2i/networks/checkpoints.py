@@ -26,6 +26,15 @@ def load_weights(network: torch.nn.Module, path: str, what: str = "checkpoint", 
     return network
 
 
+def load_torchscript(path: str, what: str, map_location=None) -> torch.nn.Module:
+    """A local TorchScript network in eval mode (one-line error when it is missing or not TorchScript)."""
+    check_file(path, what)
+    try:
+        return torch.jit.load(path, map_location=map_location or "cpu").eval()
+    except Exception as err:  # noqa: BLE001 - text, truncated or pickled files fail in several ways
+        raise InputError(path, f"{what} cannot be read ({type(err).__name__})") from None
+
+
 def refuse_existing_and_load(output_dir: str, names, overwrite: bool, checkpoints, device=None) -> None:
     """Before a run writes anything: check ``output_dir`` (:func:`~medi2i.data.io.check_output_dir`: writable,
     refused when not empty unless ``overwrite``; the run replaces its ``names`` and ``summary.csv``, or with

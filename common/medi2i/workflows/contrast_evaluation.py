@@ -23,7 +23,7 @@ from ..diffusion.generation_inferer import ContrastGenerationInferer, check_guid
 from ..errors import check_file, exit_on_input_error, require
 from ..metrics import frechet_distance, histogram_distance
 from ..viz import sample_grid
-from ..networks.checkpoints import load_weights
+from ..networks.checkpoints import load_torchscript, load_weights
 from ..settings import check_runner
 from .contrast_generation import check_num_samples, generate
 from .outputs import load_slice
@@ -76,8 +76,7 @@ class ContrastEvaluation:
     def _fid_network(self):
         if not self.fid_weights:
             return None
-        path = check_file(self.fid_weights, "FID feature network (TorchScript)")
-        return torch.jit.load(path, map_location=self.device).eval()
+        return load_torchscript(self.fid_weights, "FID feature network (TorchScript)", self.device)
 
     @exit_on_input_error
     def run(self) -> list[dict]:

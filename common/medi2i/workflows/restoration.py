@@ -98,10 +98,10 @@ class ConditionalRestoration:
 
     @exit_on_input_error
     def run(self) -> list[dict]:
+        self.inferer.check()
         check_runner(self, self.inferer)
         require(not self.degrade_inputs or self.degrade_transform is not None, "degrade_inputs", "no degrade_transform given")
         transform = self.degrade_transform if self.degrade_inputs else self.transform
-        self.inferer.check()
         items = resolve_items(self.inputs, self.section)
         refuse_existing_and_load(self.output_dir, [item["name"] for item in items], self.overwrite,
                                  [(self.network, self.checkpoint, "diffusion model checkpoint")], self.device)

@@ -81,11 +81,11 @@ class GuidedTranslation:
 
     @exit_on_input_error
     def run(self) -> list[dict]:
-        check_runner(self, self.inferer)
         if callable(self.targets):
             self.targets = self.targets()
         if hasattr(self.inferer, "check"):
             self.inferer.check()
+        check_runner(self, self.inferer)
         eta = getattr(getattr(self.inferer, "sampler", None), "eta", 0.0)
         require(self.uncertainty_samples <= 1 or eta > 0, "uncertainty_samples",
                 f"{self.uncertainty_samples} samples of deterministic DDIM are identical; set the sampler's eta > 0")
