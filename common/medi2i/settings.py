@@ -30,6 +30,10 @@ def flag(value, name: str) -> bool:
     return text in _TRUE
 
 
+def _show(number: float) -> str:
+    return str(int(number)) if float(number).is_integer() else f"{number:g}"
+
+
 @dataclass(frozen=True)
 class Range:
     """A finite number (an integer when ``integer``) in ``[low, high]`` (``above``: strictly greater than ``low``).
@@ -43,8 +47,8 @@ class Range:
     def __call__(self, value, name: str, settings: Mapping) -> int | float:
         high = settings.get(self.high) if isinstance(self.high, str) else self.high
         kind = "an integer" if self.integer else "a finite number"
-        bounds = ([f"> {self.low:g}" if self.above else f">= {self.low:g}"] if self.low is not None else []) + (
-            [f"<= {high:g}" + (f" ({self.high})" if isinstance(self.high, str) else "")] if high is not None else [])
+        bounds = ([f"{'>' if self.above else '>='} {_show(self.low)}"] if self.low is not None else []) + (
+            [f"<= {_show(high)}" + (f" ({self.high})" if isinstance(self.high, str) else "")] if high is not None else [])
         problem = f"must be {kind}" + (f" {' and '.join(bounds)}" if bounds else "") + f", got {value!r}"
         number = float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else math.nan
         ok = math.isfinite(number) and (not self.integer or number.is_integer())
