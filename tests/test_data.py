@@ -138,7 +138,7 @@ def test_bad_cases_are_one_line_errors(tmp_path):
         resolve_cases(str(tmp_path / "nowhere"))
 
 
-def test_png_inputs_per_modality_files_or_one_rgba_file(tmp_path):
+def test_png_inputs_per_modality_files_not_one_rgba_file(tmp_path):
     from PIL import Image
 
     image, _, _ = make_phantom((48, 48, 8), seed=2)
@@ -148,9 +148,9 @@ def test_png_inputs_per_modality_files_or_one_rgba_file(tmp_path):
         Image.fromarray(arrays[c]).save(tmp_path / "caseA" / f"caseA_{modality}.png")
     Image.fromarray(np.moveaxis(arrays, 0, -1), mode="RGBA").save(tmp_path / "rgba.png")
     per_file = prepare_slice(resolve_cases(str(tmp_path / "caseA"))[0], image_size=64)
-    rgba = prepare_slice(resolve_cases(str(tmp_path / "rgba.png"))[0], image_size=64)
-    assert per_file.image.shape == rgba.image.shape == (4, 64, 64, 1)
-    assert torch.equal(per_file.image.as_tensor(), rgba.image.as_tensor())
+    assert per_file.image.shape == (4, 64, 64, 1)
+    with pytest.raises(InputError, match="rgba.png: expected 4 channels .* found 1; a PNG is one grey image"):
+        prepare_slice(resolve_cases(str(tmp_path / "rgba.png"))[0], image_size=64)  # alpha is transparency, not FLAIR
     assert per_file.restore(per_file.image.as_tensor()).shape == (4, 48, 48, 1)
 
 

@@ -126,25 +126,30 @@ def load_case(case: dict) -> tuple[torch.Tensor, torch.Tensor | None]:
     """Load a case as a MetaTensor ``(4, H, W[, D])`` ordered t1, t1ce, t2, flair, and its label map or None.
 
     The image keeps its affine and meta data (MONAI ``LoadImage``). Shapes, channel counts and finiteness are
-    checked; every failure is an :class:`InputError` naming the file.
+    checked; every failure is an :class:`InputError` naming the file. A PNG is one grey channel (RGB averaged, alpha
+    ignored, as in :func:`~medi2i.data.load_mask`).
     """
+    from .images2d import _single_2d
+
     where = case.get("case", case["image"])
     paths = case["image"] if isinstance(case["image"], (list, tuple)) else [case["image"]]
     for p in paths:
         require(os.path.isfile(p), p, "image file not found")
-    parts = [_load(p, p) for p in paths]
-    shapes = {tuple(x.shape[1:]) for x in parts}
-    require(len(shapes) == 1, paths[0], f"modalities differ in shape: {sorted(shapes)}")
+    parts = [_single_2d(_load(p, p), p) if str(p).lower().endswith(".png") else _load(p, p) for p in paths]
+    for p, x in zip(paths, parts):
+        require(x.shape[1:] == parts[0].shape[1:], p, f"shape {tuple(x.shape[1:])} differs from the first modality's "
+                f"{tuple(parts[0].shape[1:])} ({os.path.basename(paths[0])})")
+        check_finite(x, p)
     image = torch.cat(parts) if len(parts) > 1 else parts[0]
     if "channel_index" in case:
         require(image.shape[0] >= len(case["channel_index"]), paths[0], f"expected {len(case['channel_index'])} channels, found {image.shape[0]}")
         image = image[case["channel_index"]]
     if len(paths) > 1 and image.shape[0] != len(MODALITIES):
-        # multi-channel files (e.g. RGB PNGs) stacked per modality: keep one channel each
+        # multi-channel files stacked per modality: keep one channel each
         require(image.shape[0] % len(MODALITIES) == 0, paths[0], f"cannot split {image.shape[0]} channels into modalities")
         image = image[:: image.shape[0] // len(MODALITIES)]
-    require(image.shape[0] == len(MODALITIES), paths[0], f"expected {len(MODALITIES)} channels (t1, t1ce, t2, flair), found {image.shape[0]}")
-    check_finite(image, paths[0])
+    png = "; a PNG is one grey image (RGB averaged, alpha ignored): give one PNG per modality" if str(paths[0]).lower().endswith(".png") else ""
+    require(image.shape[0] == len(MODALITIES), paths[0], f"expected {len(MODALITIES)} channels (t1, t1ce, t2, flair), found {image.shape[0]}{png}")
     image = image.float()
     seg = None
     if case.get("label"):

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 from dataclasses import dataclass
 
@@ -12,7 +11,7 @@ from monai.transforms import MapTransform
 
 from ..errors import require
 from .brats import EXTENSIONS, brain_mask, find_cases, load_case
-from .datalist import load_section
+from .datalist import load_section, read_json
 from .restore2d import RestoreFromSource
 from .slices import ScaleBrainIntensity, SliceGrid, as_slab, axial_slice, largest_tumour_slice
 
@@ -26,9 +25,8 @@ def resolve_cases(inputs: str | list[str], section: str = "test_cases") -> list[
         path = str(path)
         require(os.path.exists(path), path, "no such file or folder")
         if path.endswith(".json"):
-            with open(path) as f:
-                keys = json.load(f).keys()
-            cases += load_section(path, section if section in keys else "test")
+            content = read_json(path, "datalist")
+            cases += load_section(path, section if isinstance(content, dict) and section in content else "test")
         elif os.path.isdir(path):
             cases += find_cases(path)
         else:

@@ -15,7 +15,7 @@ import numpy as np
 from monai.data import load_decathlon_datalist
 from tqdm import tqdm
 
-from ..errors import check_file, require
+from ..errors import InputError, check_file, require
 from .brats import find_cases, load_case
 from .io import save_json, save_nifti
 from .slices import ScaleBrainIntensity, iter_slices
@@ -79,6 +79,16 @@ def build_slice_datalist(dataset_dir: str, output_dir: str, image_size: int = 25
     return path
 
 
+def read_json(path: str, what: str = "JSON file"):
+    """The content of a JSON file; one-line error when it is missing or not JSON (e.g. text or truncated)."""
+    check_file(path, what)
+    try:
+        with open(path) as f:
+            return json.load(f)
+    except (ValueError, UnicodeDecodeError) as err:
+        raise InputError(path, f"{what} is not valid JSON ({str(err).splitlines()[0][:200]})") from None
+
+
 def load_section(datalist: str, section: str = "training") -> list[dict]:
     """Entries of one section of a datalist (``training``, ``validation``, ``test`` or ``<section>_cases``),
     paths made absolute (MONAI's Decathlon datalist loader).
@@ -87,10 +97,8 @@ def load_section(datalist: str, section: str = "training") -> list[dict]:
     absolute path; identifiers (strings without ``/`` or ``.``, such as a case id equal to a case folder's name) are
     kept. ``image`` and ``label`` are always paths (a DICOM folder may be named without ``/`` or ``.``).
     """
-    check_file(datalist, "datalist")
-    with open(datalist) as f:
-        raw = json.load(f)
-    require(section in raw, datalist, f"has no section '{section}'")
+    raw = read_json(datalist, "datalist")
+    require(isinstance(raw, dict) and section in raw, datalist, f"has no section '{section}'")
     require(len(raw[section]) > 0, datalist, f"section '{section}' is empty")  # MONAI's loader fails on an empty 'test'
     items = load_decathlon_datalist(datalist, is_segmentation=True, data_list_key=section)
     for item, original in zip(items, raw[section]):

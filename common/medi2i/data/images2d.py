@@ -179,8 +179,9 @@ class Normalised(MapTransform):
                                       "affine": getattr(loaded, "affine", torch.eye(4, dtype=torch.float64)).clone(),
                                       "range": (lo, hi)}
             if self.mask_key and d.get(self.mask_key) is not None:
-                mask = _single_2d(torch.as_tensor(d[self.mask_key]), self.mask_key)
-                require(tuple(mask.shape[1:]) == shape, self.mask_key,
+                mask_file = getattr(d[self.mask_key], "meta", {}).get("filename_or_obj") or self.mask_key
+                mask = _single_2d(torch.as_tensor(d[self.mask_key]), mask_file)
+                require(tuple(mask.shape[1:]) == shape, mask_file,
                         f"mask is {tuple(mask.shape[1:])}, image {where} is {shape}")
                 mask = (mask != 0).float()
                 if self.source_key:

@@ -92,12 +92,12 @@ def load_multimodal(paths: str | Sequence[str], channel_index: Sequence[int] | N
         require(part.ndim == 4, p, f"expected a 3D volume, got shape {tuple(part.shape[1:])}")
         require(channel_index is not None or part.shape[0] == 1, p, f"expected 1 channel per modality file, found {part.shape[0]}")
         check_size(part, p, min_size)
+        check_finite(part, p)
     aligned = [reference]
     for part in parts[1:]:
         same = part.shape[1:] == reference.shape[1:] and torch.allclose(part.affine, reference.affine, atol=1e-3)
         aligned.append(part if same else ResampleToMatch(mode="bilinear", padding_mode="zeros")(part, reference))
     image = torch.cat([a.as_tensor().float() for a in aligned]) if len(aligned) > 1 else reference.as_tensor().float()
-    check_finite(image, paths[0])
     return MetaTensor(image, meta=reference.meta)
 
 

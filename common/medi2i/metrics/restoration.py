@@ -20,7 +20,7 @@ import torch
 from monai.metrics import FIDMetric, PSNRMetric, SSIMMetric
 from monai.transforms import SobelGradients
 
-from ..errors import check_file
+from ..networks.checkpoints import load_torchscript
 from .image import masked_psnr
 
 
@@ -69,8 +69,8 @@ class FeatureMetrics:
 
     def __init__(self, lpips_weights: str | None = None, fid_weights: str | None = None, device="cpu"):
         self.device = torch.device(device)
-        self.lpips = torch.jit.load(check_file(lpips_weights, "LPIPS TorchScript"), map_location=self.device).eval() if lpips_weights else None
-        self.fid = torch.jit.load(check_file(fid_weights, "FID feature TorchScript"), map_location=self.device).eval() if fid_weights else None
+        self.lpips = load_torchscript(lpips_weights, "LPIPS TorchScript", self.device) if lpips_weights else None
+        self.fid = load_torchscript(fid_weights, "FID feature TorchScript", self.device) if fid_weights else None
         self.messages = [f"{name} skipped: no local weights given (set {key}; nothing is downloaded)"
                          for name, key, net in (("LPIPS", "lpips_weights", self.lpips), ("FID", "fid_weights", self.fid)) if net is None]
 

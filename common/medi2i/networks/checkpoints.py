@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-import os
-
 import torch
 
-from ..errors import InputError, check_file, require
+from ..data.io import check_output_dir
+from ..errors import InputError, check_file
 
 
 def load_weights(network: torch.nn.Module, path: str, what: str = "checkpoint", map_location=None) -> torch.nn.Module:
@@ -27,11 +26,19 @@ def load_weights(network: torch.nn.Module, path: str, what: str = "checkpoint", 
     return network
 
 
+def load_torchscript(path: str, what: str, map_location=None) -> torch.nn.Module:
+    """A local TorchScript network in eval mode (one-line error when it is missing or not TorchScript)."""
+    check_file(path, what)
+    try:
+        return torch.jit.load(path, map_location=map_location or "cpu").eval()
+    except Exception as err:  # noqa: BLE001 - text, truncated or pickled files fail in several ways
+        raise InputError(path, f"{what} cannot be read ({type(err).__name__})") from None
+
+
 def refuse_existing_and_load(output_dir: str, names, overwrite: bool, checkpoints, device=None) -> None:
-    """Before a run writes anything: refuse non-empty ``<output_dir>/<name>`` folders (``names=None``: the
-    ``output_dir`` itself) unless ``overwrite``, then load every ``(module, path, what)`` checkpoint strictly."""
-    for folder in [output_dir] if names is None else [os.path.join(output_dir, name) for name in names]:
-        require(overwrite or not (os.path.isdir(folder) and os.listdir(folder)), folder,
-                "output folder exists and is not empty (set overwrite=true to replace it)")
+    """Before a run writes anything: check ``output_dir`` (:func:`~medi2i.data.io.check_output_dir`: writable,
+    refused when not empty unless ``overwrite``; the run replaces its ``names`` and ``summary.csv``, or with
+    ``names=None`` the whole folder), then load every ``(module, path, what)`` checkpoint strictly."""
+    check_output_dir(output_dir, overwrite, None if names is None else [*names, "summary.csv"])
     for module, path, what in checkpoints:
         load_weights(module, path, what, map_location=device)

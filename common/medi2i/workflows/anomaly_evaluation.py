@@ -13,6 +13,8 @@ import torch
 from monai.metrics import compute_roc_auc
 
 from ..data.brats import brain_mask
+from ..data.io import check_output_dir
+from ..settings import check_runner
 from ..errors import exit_on_input_error, require
 from .inpainting_evaluation import mean_row
 from .outputs import load_slice, read_summary
@@ -31,12 +33,15 @@ def best_dice(scores: torch.Tensor, truth: torch.Tensor, num_thresholds: int = 1
 
 
 class AnomalyEvaluation:
-    """Args: inference_dir (with ``summary.csv``, per-case ``label.nii.gz``), output_dir, the ``target`` name."""
+    """Args: inference_dir (with ``summary.csv``, per-case ``label.nii.gz``), output_dir, the ``target`` name,
+    overwrite (write into a non-empty output_dir), the config's settings to check first."""
 
     KEYS = ("auroc", "best_dice", "best_threshold", "anomaly_inside_tumour", "anomaly_outside_tumour")
 
-    def __init__(self, inference_dir: str, output_dir: str, target: str = "healthy"):
+    def __init__(self, inference_dir: str, output_dir: str, target: str = "healthy", overwrite: bool = False,
+                 settings: dict | None = None):
         self.inference_dir, self.output_dir, self.target = inference_dir, output_dir, target
+        self.overwrite, self.settings = overwrite, settings
 
     def _case_metrics(self, row: dict) -> dict | None:
         folder = os.path.join(self.inference_dir, row["case"])
@@ -55,8 +60,10 @@ class AnomalyEvaluation:
 
     @exit_on_input_error
     def run(self) -> list[dict]:
+        check_runner(self)
         rows = [r for r in read_summary(self.inference_dir) if r["target"] == self.target]
         require(len(rows) > 0, self.inference_dir, f"no '{self.target}' translation in summary.csv")
+        check_output_dir(self.output_dir, self.overwrite)
         per_case = [m for m in (self._case_metrics(r) for r in rows) if m is not None]
         require(len(per_case) > 0, self.inference_dir, "no translated case has a tumour label to evaluate against")
         table = [mean_row(per_case, self.KEYS, target=self.target)]

@@ -15,23 +15,24 @@ import os
 from collections.abc import Sequence
 
 import torch
-from monai.transforms import LoadImage
 from monai.utils import set_determinism
 
 from ..data.contrasts import load_contrast_section
+from ..data.io import check_output_dir
 from ..diffusion.generation_inferer import ContrastGenerationInferer, check_guidance_weight
 from ..errors import check_file, exit_on_input_error, require
 from ..metrics import frechet_distance, histogram_distance
 from ..viz import sample_grid
-from ..networks.checkpoints import load_weights
+from ..networks.checkpoints import load_torchscript, load_weights
+from ..settings import check_runner
 from .contrast_generation import check_num_samples, generate
+from .outputs import load_slice
 from .tables import write_tables
 
 
 def load_real_slices(datalist: str, section: str, contrasts: Sequence[str], max_per_contrast: int = 0) -> dict[str, torch.Tensor]:
     """Real slices of the datalist section per contrast as ``(n, 1, S, S)`` (at most ``max_per_contrast`` each,
     evenly spread; 0 = all)."""
-    loader = LoadImage(image_only=True, ensure_channel_first=True)
     items = load_contrast_section(datalist, section, contrasts)
     real = {}
     for name in contrasts:
@@ -39,7 +40,7 @@ def load_real_slices(datalist: str, section: str, contrasts: Sequence[str], max_
         if max_per_contrast and len(paths) > max_per_contrast:
             paths = [paths[round(i * (len(paths) - 1) / (max_per_contrast - 1))] for i in range(max_per_contrast)] if max_per_contrast > 1 else paths[:1]
         if paths:
-            real[name] = torch.stack([loader(p)[..., 0].float().as_tensor() for p in paths])
+            real[name] = torch.stack([load_slice(p, "real slice").as_tensor() for p in paths])
     return real
 
 
@@ -54,13 +55,15 @@ class ContrastEvaluation:
     """Args: output_dir; network + checkpoint and inferer as in :class:`~medi2i.workflows.ContrastGeneration`;
     classifier + classifier_checkpoint; datalist and section of the real slices; guidance_weights; num_samples
     (N per contrast and w); image_size, in_channels; histogram threshold/bins; fid_weights (local TorchScript file
-    or None) and fid_in_channels; max_real (real slices per contrast, 0 = all)."""
+    or None) and fid_in_channels; max_real (real slices per contrast, 0 = all); overwrite (write into a non-empty
+    output_dir); settings: the config's settings to check first (:func:`~medi2i.settings.check_settings`)."""
 
     def __init__(self, output_dir: str, network: torch.nn.Module, inferer: ContrastGenerationInferer, checkpoint: str,
                  classifier: torch.nn.Module, classifier_checkpoint: str, datalist: str, section: str = "test",
                  guidance_weights: Sequence[float] = (0.0, 0.5, 2.0), num_samples: int = 16, image_size: int = 160,
                  in_channels: int = 1, batch_size: int = 8, device="cpu", seed: int = 0, tissue_threshold: float = 0.05,
-                 histogram_bins: int = 64, fid_weights: str | None = None, fid_in_channels: int = 3, max_real: int = 0):
+                 histogram_bins: int = 64, fid_weights: str | None = None, fid_in_channels: int = 3, max_real: int = 0,
+                 overwrite: bool = False, settings: dict | None = None):
         self.output_dir, self.network, self.inferer, self.checkpoint = output_dir, network, inferer, checkpoint
         self.classifier, self.classifier_checkpoint = classifier, classifier_checkpoint
         self.datalist, self.section, self.guidance_weights = datalist, section, list(guidance_weights)
@@ -68,19 +71,21 @@ class ContrastEvaluation:
         self.batch_size, self.device, self.seed = max(1, int(batch_size)), torch.device(device), seed
         self.threshold, self.bins = float(tissue_threshold), int(histogram_bins)
         self.fid_weights, self.fid_in_channels, self.max_real = fid_weights, int(fid_in_channels), int(max_real)
+        self.overwrite, self.settings = overwrite, settings
 
     def _fid_network(self):
         if not self.fid_weights:
             return None
-        path = check_file(self.fid_weights, "FID feature network (TorchScript)")
-        return torch.jit.load(path, map_location=self.device).eval()
+        return load_torchscript(self.fid_weights, "FID feature network (TorchScript)", self.device)
 
     @exit_on_input_error
     def run(self) -> list[dict]:
         check_num_samples(self.num_samples)
         require(len(self.guidance_weights) > 0, "guidance_weights", "no guidance weight given")
         weights = [check_guidance_weight(w) for w in self.guidance_weights]
+        check_runner(self, self.inferer)
         self.inferer.sampler.check()
+        check_output_dir(self.output_dir, self.overwrite)
         names = self.inferer.contrasts.names
         real = load_real_slices(self.datalist, self.section, names, self.max_real)
         load_weights(self.network, self.checkpoint, "diffusion model checkpoint", map_location=self.device)

@@ -25,6 +25,7 @@ from ..diffusion.generation_inferer import ContrastGenerationInferer, check_guid
 from ..errors import exit_on_input_error, require
 from ..viz import sample_grid, trajectory_gif, trajectory_strip
 from ..networks.checkpoints import refuse_existing_and_load
+from ..settings import check_runner
 
 
 def contrast_slug(name: str) -> str:
@@ -75,22 +76,24 @@ class ContrastGeneration:
         num_samples: N per contrast. guidance_weight: w >= 0.
         image_size, in_channels: sample shape. pixdim: in-plane spacing written to the NIfTI affine (mm).
         trajectory: also write the denoising trajectory (``inferer.trajectory_frames`` frames, default 10).
+        settings: the config's settings to check first (:func:`~medi2i.settings.check_settings`).
     """
 
     def __init__(self, output_dir: str, network: torch.nn.Module, inferer: ContrastGenerationInferer, checkpoint: str,
                  contrasts: Sequence[str], num_samples: int = 8, guidance_weight: float = 0.0, image_size: int = 160,
                  in_channels: int = 1, pixdim: float = 2.0, batch_size: int = 8, device="cpu", seed: int = 0,
-                 trajectory: bool = False, overwrite: bool = False):
+                 trajectory: bool = False, overwrite: bool = False, settings: dict | None = None):
         self.output_dir, self.network, self.inferer, self.checkpoint = output_dir, network, inferer, checkpoint
         self.contrasts, self.num_samples, self.guidance_weight = contrasts, num_samples, guidance_weight
         self.shape, self.pixdim = (int(in_channels), int(image_size), int(image_size)), float(pixdim)
         self.batch_size, self.device, self.seed = max(1, int(batch_size)), torch.device(device), seed
-        self.trajectory, self.overwrite = bool(trajectory), overwrite
+        self.trajectory, self.overwrite, self.settings = trajectory, overwrite, settings
 
     def check(self) -> list[str]:
         """Validate every setting (one-line errors); return the requested contrasts' canonical names."""
         check_num_samples(self.num_samples)
         check_guidance_weight(self.guidance_weight)
+        check_runner(self, self.inferer)
         self.inferer.sampler.check()
         names = [self.inferer.contrasts.names[i] for i in self.inferer.contrasts.labels(list(self.contrasts))]
         if self.trajectory and not self.inferer.trajectory_frames:

@@ -15,6 +15,8 @@ import torch
 
 from ..data.brats import brain_mask
 from ..data.slices import relative_tumour_size, to_network_grid
+from ..data.io import check_output_dir
+from ..settings import check_runner
 from ..errors import exit_on_input_error, require
 from ..metrics import TumourSize, dilate, masked_psnr, masked_ssim
 from ..viz import requested_vs_achieved
@@ -28,14 +30,16 @@ class GrowthEvaluation:
     """Args: inference_dir (with ``summary.csv``), output_dir, regressor and its checkpoint, the tumour measure's
     FLAIR ratio, the dilation margin (pixels) of the excluded tumour region, and the network input size: the
     regressor sees the slices on the network grid, as during inference (:class:`~medi2i.data.slices.SliceGrid`);
-    sizes and PSNR/SSIM are measured on the written slices (the input's grid)."""
+    sizes and PSNR/SSIM are measured on the written slices (the input's grid); overwrite (write into a non-empty
+    output_dir) and the config's settings to check first (:func:`~medi2i.settings.check_settings`)."""
 
     def __init__(self, inference_dir: str, output_dir: str, regressor: torch.nn.Module, regressor_checkpoint: str,
-                 tumour_flair_ratio: float = 1.4, margin: int = 3, image_size: int = 256, device="cpu"):
+                 tumour_flair_ratio: float = 1.4, margin: int = 3, image_size: int = 256, device="cpu",
+                 overwrite: bool = False, settings: dict | None = None):
         self.inference_dir, self.output_dir = inference_dir, output_dir
         self.regressor, self.regressor_checkpoint = regressor, regressor_checkpoint
         self.measure, self.margin, self.device = TumourSize(tumour_flair_ratio), int(margin), torch.device(device)
-        self.image_size = int(image_size)
+        self.image_size, self.overwrite, self.settings = int(image_size), overwrite, settings
 
     def _regressor(self, x_in: torch.Tensor, x_out: torch.Tensor) -> list[float]:
         """R(x, 0) of the input and output slices ``(1, C, H, W)`` on the network grid."""
@@ -67,7 +71,9 @@ class GrowthEvaluation:
 
     @exit_on_input_error
     def run(self) -> list[dict]:
-        rows = read_summary(self.inference_dir)
+        check_runner(self)
+        rows = read_summary(self.inference_dir, ("case", "target", "desired_value"))
+        check_output_dir(self.output_dir, self.overwrite)
         load_weights(self.regressor, self.regressor_checkpoint, "regressor checkpoint", map_location=self.device)
         per_case = [self._case_metrics(row) for row in rows]
         table = []

@@ -16,6 +16,8 @@ from monai.metrics import compute_dice
 
 from ..data.brats import brain_mask
 from ..data.slices import to_network_grid
+from ..data.io import check_output_dir
+from ..settings import check_runner
 from ..errors import exit_on_input_error, require
 from ..metrics import dilate, masked_psnr, masked_ssim
 from ..networks.checkpoints import load_weights
@@ -35,16 +37,18 @@ def mean_row(rows: list[dict], keys, **first) -> dict:
 class InpaintingEvaluation:
     """Args: inference_dir, output_dir, the segmenter S and its checkpoint, the dilation ``margin`` (pixels),
     the threshold on S, the translated image's name (``target``) and the network input size (S runs on the network
-    grid, as during inference; the change and PSNR/SSIM are measured on the written slices)."""
+    grid, as during inference; the change and PSNR/SSIM are measured on the written slices); overwrite (write into a non-empty
+    output_dir) and the config's settings to check first (:func:`~medi2i.settings.check_settings`)."""
 
     KEYS = ("share_inside_mask", "dice_output", "dice_input", "psnr_outside_mask", "ssim_outside_mask")
 
     def __init__(self, inference_dir: str, output_dir: str, segmenter: torch.nn.Module, segmenter_checkpoint: str,
-                 margin: int = 3, threshold: float = 0.5, target: str = "inpainted", image_size: int = 256, device="cpu"):
+                 margin: int = 3, threshold: float = 0.5, target: str = "inpainted", image_size: int = 256, device="cpu",
+                 overwrite: bool = False, settings: dict | None = None):
         self.inference_dir, self.output_dir = inference_dir, output_dir
         self.segmenter, self.segmenter_checkpoint = segmenter, segmenter_checkpoint
         self.margin, self.threshold, self.target, self.device = int(margin), float(threshold), target, torch.device(device)
-        self.image_size = int(image_size)
+        self.image_size, self.overwrite, self.settings = int(image_size), overwrite, settings
 
     @torch.no_grad()
     def _dice(self, image: torch.Tensor, z: torch.Tensor) -> float:
@@ -71,8 +75,10 @@ class InpaintingEvaluation:
 
     @exit_on_input_error
     def run(self) -> list[dict]:
+        check_runner(self)
         rows = [r for r in read_summary(self.inference_dir) if r["target"] == self.target]
         require(len(rows) > 0, self.inference_dir, f"no '{self.target}' translation in summary.csv")
+        check_output_dir(self.output_dir, self.overwrite)
         load_weights(self.segmenter, self.segmenter_checkpoint, "segmenter checkpoint", map_location=self.device)
         self.segmenter.eval()
         per_case = [self._case_metrics(r) for r in rows]

@@ -31,6 +31,7 @@ from ..errors import apply_unwrapped, exit_on_input_error, require
 from ..metrics.volume import volume_metrics
 from ..viz.volumes import volume_views_panel
 from ..networks.checkpoints import load_weights, refuse_existing_and_load
+from ..settings import check_runner
 from .tables import markdown_table, write_tables
 
 
@@ -79,7 +80,9 @@ def translate_volume(inferer, network, source: torch.Tensor, targets: Sequence[i
 
 
 def _prepare(preprocessing, case: dict) -> dict:
-    return apply_unwrapped(preprocessing, {k: v for k, v in case.items() if k in ("image", "channel_index")})
+    image = case["image"]
+    where = image if isinstance(image, (str, os.PathLike)) else (image[0] if len(image) == 1 else case["name"])
+    return apply_unwrapped(preprocessing, {k: v for k, v in case.items() if k in ("image", "channel_index")}, where)
 
 
 class VolumeTranslation:
@@ -92,24 +95,26 @@ class VolumeTranslation:
             Compose with ``Invertd`` of ``"pred"`` through ``preprocessing``.
         modalities: channel names of the model; source/targets: names; allow_same_modality: allow target = source.
         checkpoints: ``[(module, path, what), ...]`` loaded strictly first.
+        settings: the config's settings to check first (:func:`~medi2i.settings.check_settings`).
     """
 
     def __init__(self, inputs, output_dir: str, network, inferer, preprocessing, postprocessing, modalities: Sequence[str],
                  source: str, targets: Sequence[str], checkpoints: Sequence = (), allow_same_modality: bool = False,
                  datalist_section: str = "test", batch_size: int = 4, device="cpu", seed: int = 0, overwrite: bool = False,
-                 panel: bool = True):
+                 panel: bool = True, settings: dict | None = None):
         self.inputs, self.output_dir, self.network, self.inferer = inputs, output_dir, network, inferer
         self.preprocessing, self.postprocessing, self.modalities = preprocessing, postprocessing, list(modalities)
         self.source, self.targets = source, [targets] if isinstance(targets, str) else list(targets or [])
-        self.checkpoints, self.allow_same, self.section = list(checkpoints), bool(allow_same_modality), datalist_section
+        self.checkpoints, self.allow_same_modality, self.section = list(checkpoints), allow_same_modality, datalist_section
         self.batch_size, self.device, self.seed = max(1, int(batch_size)), torch.device(device), seed
-        self.overwrite, self.panel = overwrite, panel
+        self.overwrite, self.panel, self.settings = overwrite, panel, settings
 
     def check_settings(self) -> tuple[int, list[int]]:
+        check_runner(self, self.inferer)
         source = modality_index(self.modalities, self.source, "source")
         require(len(self.targets) > 0, "targets", "no target modality given")
         targets = [modality_index(self.modalities, t, "targets") for t in self.targets]
-        require(self.allow_same or source not in targets, "targets",
+        require(self.allow_same_modality or source not in targets, "targets",
                 f"target '{self.source}' is the source modality (set allow_same_modality=true to reconstruct it)")
         return source, targets
 
@@ -156,19 +161,21 @@ class MultiModalEvaluation:
 
     ``methods`` are inferer methods (see :data:`~medi2i.diffusion.latent_translation.METHODS`); the Table 3
     ablations ``"palette"`` and ``"diffusion_only"`` load their own diffusion model from
-    ``ablation_checkpoints[method]`` (trained with the ``ablation_<method>.json`` overlay).
+    ``ablation_checkpoints[method]`` (trained with the ``ablation_<method>.json`` overlay). ``overwrite``: write into
+    a non-empty ``output_dir``; ``settings``: the config's settings to check first.
     """
 
     def __init__(self, inputs, output_dir: str, network, inferer, preprocessing, modalities: Sequence[str],
                  checkpoints: Sequence = (), methods: Sequence[str] = ("aldm", "spade_only", "identity"),
                  sources: Sequence[str] | None = None, targets: Sequence[str] | None = None,
                  ablation_checkpoints: dict | None = None, datalist_section: str = "test", batch_size: int = 4,
-                 device="cpu", seed: int = 0):
+                 device="cpu", seed: int = 0, overwrite: bool = False, settings: dict | None = None):
         self.inputs, self.output_dir, self.network, self.inferer = inputs, output_dir, network, inferer
         self.preprocessing, self.modalities, self.checkpoints = preprocessing, list(modalities), list(checkpoints)
         self.methods, self.ablations, self.section = list(methods), dict(ablation_checkpoints or {}), datalist_section
         self.sources, self.targets = list(sources or modalities), list(targets or modalities)
         self.batch_size, self.device, self.seed = max(1, int(batch_size)), torch.device(device), seed
+        self.overwrite, self.settings = overwrite, settings
 
     def _method(self, method: str):
         inferer = copy.copy(self.inferer)
@@ -181,11 +188,12 @@ class MultiModalEvaluation:
 
     @exit_on_input_error
     def run(self) -> list[dict]:
+        check_runner(self, self.inferer)
         sources = [modality_index(self.modalities, s, "sources") for s in self.sources]
         targets = [modality_index(self.modalities, t, "targets") for t in self.targets]
         cases = [c for c in resolve_volume_cases(self.inputs, self.modalities, self.section) if not c.get("single")]
         require(len(cases) > 0, "inputs", "evaluation needs multi-modal cases (ground truth for every target)")
-        refuse_existing_and_load(self.output_dir, [], True, self.checkpoints, self.device)
+        refuse_existing_and_load(self.output_dir, None, self.overwrite, self.checkpoints, self.device)
         prepared = [_prepare(self.preprocessing, case) for case in tqdm(cases, desc="loading", unit="case")]
         per_case = []
         for method in self.methods:

@@ -24,12 +24,13 @@ from tqdm import tqdm
 
 from ..data.datalist import load_section
 from ..data.images2d import PICTURE_EXTENSIONS, VOLUME_EXTENSIONS
-from ..data.io import save_csv, save_nifti, staged_output
+from ..data.io import check_output_dir, save_csv, save_nifti, staged_output
 from ..data.slices import as_slab
 from ..errors import apply_unwrapped, exit_on_input_error, require
 from ..metrics.restoration import FIDELITY, IN_MASK, FeatureMetrics, accutance
 from ..viz import comparison_panel
 from ..networks.checkpoints import refuse_existing_and_load
+from ..settings import check_runner
 from .outputs import load_slice, read_summary
 from .tables import write_tables
 
@@ -77,29 +78,37 @@ class ConditionalRestoration:
         output_dir: where case folders and ``summary.csv`` go.
         network, inferer: the conditional DDPM and its :class:`~medi2i.diffusion.ConditionalDiffusionInferer`.
         transform: MONAI Compose on ``{"image": path, ...}`` giving ``condition`` (and ``target``/``mask``).
+        degrade_transform, degrade_inputs: with ``degrade_inputs`` true, ``degrade_transform`` is used instead of
+            ``transform`` (the bundle's seeded degradation of clean inputs).
         checkpoint: state dict of ``network`` (loaded strictly).
         datalist_section: section of a datalist input.
         batch_size: images per sampler call.
+        settings: the config's settings to check first (:func:`~medi2i.settings.check_settings`).
     """
 
     def __init__(self, inputs, output_dir: str, network: torch.nn.Module, inferer, transform, checkpoint: str,
                  datalist_section: str = "test", batch_size: int = 8, device="cpu", seed: int = 0,
-                 overwrite: bool = False, panel: bool = True):
+                 overwrite: bool = False, panel: bool = True, degrade_transform=None, degrade_inputs: bool = False,
+                 settings: dict | None = None):
         self.inputs, self.output_dir, self.network, self.inferer = inputs, output_dir, network, inferer
         self.transform, self.checkpoint, self.section = transform, checkpoint, datalist_section
+        self.degrade_transform, self.degrade_inputs, self.settings = degrade_transform, degrade_inputs, settings
         self.batch_size, self.device, self.seed = max(1, int(batch_size)), torch.device(device), seed
         self.overwrite, self.panel = overwrite, panel
 
     @exit_on_input_error
     def run(self) -> list[dict]:
         self.inferer.check()
+        check_runner(self, self.inferer)
+        require(not self.degrade_inputs or self.degrade_transform is not None, "degrade_inputs", "no degrade_transform given")
+        transform = self.degrade_transform if self.degrade_inputs else self.transform
         items = resolve_items(self.inputs, self.section)
         refuse_existing_and_load(self.output_dir, [item["name"] for item in items], self.overwrite,
                                  [(self.network, self.checkpoint, "diffusion model checkpoint")], self.device)
         self.network.eval()
         set_determinism(self.seed)
         with tqdm(items, desc="loading", unit="image") as bar:
-            prepared = [apply_unwrapped(self.transform, item, item["image"]) for item in bar]
+            prepared = [apply_unwrapped(transform, item, item["image"]) for item in bar]
         shapes = {tuple(p["condition"].shape) for p in prepared}
         require(len(shapes) == 1, "inputs", f"conditions differ in shape after preprocessing: {sorted(shapes)}")
         rows = []
@@ -136,17 +145,20 @@ class RestorationEvaluation:
     have a target. Writes ``metrics.{json,md}``, ``per_case.{json,md}`` and ``panel.png`` to ``output_dir``.
 
     ``lpips_weights``/``fid_weights``: local TorchScript files (see :mod:`medi2i.metrics.restoration`); None skips.
-    ``panel_cases``: rows of the comparison panel.
+    ``panel_cases``: rows of the comparison panel. ``overwrite``: write into a non-empty ``output_dir``.
+    ``settings``: the config's settings to check first (:func:`~medi2i.settings.check_settings`).
     """
 
     def __init__(self, inference_dir: str, output_dir: str, baselines: dict, method_name: str = "Med-cDiff",
-                 lpips_weights: str | None = None, fid_weights: str | None = None, panel_cases: int = 4, device="cpu"):
+                 lpips_weights: str | None = None, fid_weights: str | None = None, panel_cases: int = 4, device="cpu",
+                 overwrite: bool = False, settings: dict | None = None):
         self.inference_dir, self.output_dir, self.baselines = inference_dir, output_dir, dict(baselines)
         self.method_name, self.panel_cases, self.device = method_name, int(panel_cases), device
         self.lpips_weights, self.fid_weights = lpips_weights or None, fid_weights or None
+        self.overwrite, self.settings = overwrite, settings
 
     def _cases(self) -> tuple[list[str], dict[str, torch.Tensor]]:
-        names = [r["case"] for r in read_summary(self.inference_dir) if r.get("has_target") == "1"]
+        names = [r["case"] for r in read_summary(self.inference_dir, ("case", "has_target")) if r.get("has_target") == "1"]
         require(len(names) > 0, os.path.join(self.inference_dir, "summary.csv"),
                 "no case with a ground truth (run inference.json on a datalist section)")
         data = {key: [] for key in ("condition", "output", "target")}
@@ -163,6 +175,9 @@ class RestorationEvaluation:
 
     @exit_on_input_error
     def run(self) -> list[dict]:
+        check_runner(self)
+        read_summary(self.inference_dir, ("case", "has_target"))
+        check_output_dir(self.output_dir, self.overwrite)
         features = FeatureMetrics(self.lpips_weights, self.fid_weights, self.device)
         names, data = self._cases()
         methods = {name: fn(data["condition"], data["target"]) for name, fn in self.baselines.items()}

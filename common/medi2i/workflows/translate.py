@@ -21,6 +21,7 @@ from ..data.io import save_csv, save_nifti, staged_output
 from ..errors import exit_on_input_error, require
 from ..viz import translation_panel
 from ..networks.checkpoints import refuse_existing_and_load
+from ..settings import check_runner
 
 #: a score maps (B, C, H, W) images and their (B, 1, H, W) brain masks to (B,) values, e.g. R(x, 0)
 Score = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
@@ -60,6 +61,7 @@ class GuidedTranslation:
         uncertainty_samples: N > 1 translates each image N times with different seeds (needs stochastic decoding,
             DDIM eta > 0) and writes ``<target>_mean.nii.gz`` and ``<target>_std.nii.gz`` (per-pixel mean and
             standard deviation of the N samples) next to the output, which is the first sample.
+        settings: the config's settings to check first (:func:`~medi2i.settings.check_settings`).
     """
 
     def __init__(self, inputs, output_dir: str, network: torch.nn.Module, inferer, targets: list[dict],
@@ -67,7 +69,7 @@ class GuidedTranslation:
                  slice_index: int | str = "largest_tumour", datalist_section: str = "test_cases", batch_size: int = 8,
                  device="cpu", seed: int = 0, overwrite: bool = False, panel: bool = True,
                  case_inputs: Callable[[PreparedSlice], dict[str, torch.Tensor]] | None = None,
-                 uncertainty_samples: int = 0):
+                 uncertainty_samples: int = 0, settings: dict | None = None):
         self.inputs, self.output_dir, self.network, self.inferer = inputs, output_dir, network, inferer
         self.uncertainty_samples = int(uncertainty_samples)
         self.case_inputs, self._case_tensors = case_inputs, {}
@@ -75,6 +77,7 @@ class GuidedTranslation:
         self.scores = scores or {}
         self.slice_index, self.section, self.batch_size = slice_index, datalist_section, max(1, int(batch_size))
         self.device, self.seed, self.overwrite, self.panel = torch.device(device), seed, overwrite, panel
+        self.settings = settings
 
     @exit_on_input_error
     def run(self) -> list[dict]:
@@ -82,6 +85,7 @@ class GuidedTranslation:
             self.targets = self.targets()
         if hasattr(self.inferer, "check"):
             self.inferer.check()
+        check_runner(self, self.inferer)
         eta = getattr(getattr(self.inferer, "sampler", None), "eta", 0.0)
         require(self.uncertainty_samples <= 1 or eta > 0, "uncertainty_samples",
                 f"{self.uncertainty_samples} samples of deterministic DDIM are identical; set the sampler's eta > 0")
