@@ -51,7 +51,9 @@ def accelerated(network: nn.Module, like: torch.Tensor, amp: bool = False, chann
     gives ``torch.compile``'s keyword arguments). The network itself is returned when nothing is on."""
     amp = bool(amp) and like.is_cuda
     if channels_last and like.ndim == 4:
-        network.to(memory_format=torch.channels_last)
+        weight = next((p for p in network.parameters() if p.ndim == 4), None)
+        if weight is not None and not weight.is_contiguous(memory_format=torch.channels_last):
+            network.to(memory_format=torch.channels_last)
     if not amp and not compile:
         return network
     settings = (amp, repr(compile), like.device)

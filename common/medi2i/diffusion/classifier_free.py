@@ -20,6 +20,7 @@ from torch import nn
 from tqdm import tqdm
 
 from ..errors import require
+from .acceleration import accelerated, autocast, memory_format
 from .ddim import DDIMSampler, StepCoefficients, ddim_step, randn_like
 from .guidance import _per_sample
 
@@ -66,11 +67,13 @@ class ClassConditionalSampler:
         eta: DDIM stochasticity (0 = deterministic).
         method: the requested method ("ddpm" or "ddim"), checked against the scheduler (None: from the scheduler).
         progress: tqdm progress bar.
+        amp, channels_last, compile: speed settings (see :class:`~medi2i.diffusion.DDIMSampler`).
     """
 
     def __init__(self, scheduler, num_inference_steps: int | None = None, eta: float = 0.0, method: str | None = None,
-                 progress: bool = False):
+                 progress: bool = False, amp: bool = False, channels_last: bool = False, compile: bool | dict = False):
         self.scheduler, self.eta, self.progress, self.requested = scheduler, float(eta), progress, method
+        self.amp, self.channels_last, self.compile = amp, channels_last, compile
         self.num_train_timesteps = int(scheduler.num_train_timesteps)
         self.num_inference_steps = int(num_inference_steps or self.num_train_timesteps)
         self.network_evaluations = 0
@@ -128,12 +131,14 @@ class ClassConditionalSampler:
         guided = _any_nonzero(w)  # read once, not in every step
         ddim_steps = self._ddim_steps() if self.method == "ddim" else None
         t_batches = timesteps.to(noise.device)[:, None].expand(-1, noise.shape[0])
-        x, trajectory = noise, []
+        network = accelerated(network, noise, self.amp, self.channels_last, self.compile)
+        x, trajectory = memory_format(noise, self.channels_last), []
         steps = tqdm(timesteps.tolist(), desc=f"sampling ({self.method})", leave=False, unit="step") if self.progress else timesteps.tolist()
-        for k, t in enumerate(steps):
-            eps = guided_epsilon(network, x, t_batches[k], labels, w, null_class, guided)
-            self.network_evaluations += x.shape[0] * (2 if guided else 1)
-            x = self._step(eps.float(), t, x, generator, ddim_steps)
-            if k in keep:
-                trajectory.append((t, x.detach().cpu()))
+        with autocast(self.amp, x):
+            for k, t in enumerate(steps):
+                eps = guided_epsilon(network, x, t_batches[k], labels, w, null_class, guided)
+                self.network_evaluations += x.shape[0] * (2 if guided else 1)
+                x = self._step(eps.float(), t, x, generator, ddim_steps)
+                if k in keep:
+                    trajectory.append((t, x.detach().cpu()))
         return x, trajectory

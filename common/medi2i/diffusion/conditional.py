@@ -20,7 +20,7 @@ from monai.inferers import DiffusionInferer, Inferer
 from torch import nn
 
 from ..errors import require
-from .acceleration import autocast
+from .acceleration import accelerated, autocast
 from .ddim import DDIMSampler
 
 
@@ -61,8 +61,7 @@ class ConditionalSampler:
         clip: clamp the final sample to [-1, 1].
         clip_denoised: clamp the predicted x_0 to [-1, 1] in every DDIM step (Ho et al.'s and guided-diffusion's
             ``clip_denoised``; the ancestral sampler does the same through the scheduler's ``clip_sample``).
-        amp: bf16 on CUDA (both methods). channels_last, compile: DDIM speed settings (see
-            :class:`~medi2i.diffusion.DDIMSampler`).
+        amp, channels_last, compile: speed settings of both methods (see :class:`~medi2i.diffusion.DDIMSampler`).
         progress: tqdm progress bar.
     """
 
@@ -101,6 +100,7 @@ class ConditionalSampler:
         if self.method == "ancestral":
             with torch.no_grad(), autocast(self.amp, condition):
                 self.scheduler.set_timesteps(self.num_train_timesteps)
+                network = accelerated(network, condition, self.amp, self.channels_last, self.compile)
                 x = DiffusionInferer(self.scheduler).sample(noise, _FirstChannels(network, self.out_channels), self.scheduler,
                                                              verbose=self.progress, conditioning=condition, mode="concat")
         else:
