@@ -127,11 +127,7 @@ class DDIMSampler:
         return [StepCoefficients.between(self.abar, t, s, self.eta) for t, s in zip(ts[:-1], ts[1:])]
 
     @staticmethod
-    def model_timesteps(t: int, x: torch.Tensor) -> torch.Tensor:
-        """MONAI timestep tensor (batch) of paper timestep ``t``."""
-        return torch.full((x.shape[0],), max(t - 1, 0), device=x.device, dtype=torch.long)
-
-    def _model_timesteps(self, steps: list[StepCoefficients], x: torch.Tensor) -> list[torch.Tensor]:
+    def model_timesteps(steps: list[StepCoefficients], x: torch.Tensor) -> list[torch.Tensor]:
         """The MONAI timestep tensors of every step, made in one transfer before the loop."""
         ts = torch.tensor([max(c.t - 1, 0) for c in steps], dtype=torch.long).to(x.device)
         return list(ts[:, None].expand(-1, x.shape[0]).unbind(0)) if steps else []
@@ -152,7 +148,7 @@ class DDIMSampler:
         network, x = self._start(network, x0)
         steps = self.steps("encode")
         with autocast(self.amp, x):
-            for c, t in self._bar(list(zip(steps, self._model_timesteps(steps, x))), "encode"):
+            for c, t in self._bar(list(zip(steps, self.model_timesteps(steps, x))), "encode"):
                 x = ddim_step(x, self.epsilon(network, x, t, **network_kwargs), c)
         return x
 
@@ -170,7 +166,7 @@ class DDIMSampler:
         if guidance is not None and hasattr(guidance, "prepare"):
             guidance_kwargs = guidance.prepare(x, **guidance_kwargs)
         with autocast(self.amp, x):
-            for c, t in self._bar(list(zip(steps, self._model_timesteps(steps, x))), "decode"):
+            for c, t in self._bar(list(zip(steps, self.model_timesteps(steps, x))), "decode"):
                 with torch.no_grad():
                     eps = self.epsilon(network, x, t, **network_kwargs)
                 if self.clip_sample is not None:  # before the guidance shifts eps
