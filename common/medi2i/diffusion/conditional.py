@@ -20,6 +20,7 @@ from monai.inferers import DiffusionInferer, Inferer
 from torch import nn
 
 from ..errors import require
+from .acceleration import accelerated, autocast
 from .ddim import DDIMSampler
 
 
@@ -35,14 +36,16 @@ class ConcatPrepareBatch(DiffusionPrepareBatch):
 
 
 class ConcatConditioned(nn.Module):
-    """``network(cat([x, condition]), timesteps)`` as a function of ``x`` alone (what DDIM sampling calls)."""
+    """``network(cat([x, condition]), timesteps)``: ``condition`` given here or in each call (what DDIM sampling
+    calls, with the condition among its ``network_kwargs``)."""
 
-    def __init__(self, network: nn.Module, condition: torch.Tensor):
+    def __init__(self, network: nn.Module, condition: torch.Tensor | None = None):
         super().__init__()
         self.network, self.condition = network, condition
 
-    def forward(self, x: torch.Tensor, timesteps: torch.Tensor, **kwargs) -> torch.Tensor:
-        return self.network(torch.cat([x, self.condition.to(x.dtype)], 1), timesteps=timesteps, **kwargs)
+    def forward(self, x: torch.Tensor, timesteps: torch.Tensor, condition: torch.Tensor | None = None, **kwargs) -> torch.Tensor:
+        condition = self.condition if condition is None else condition
+        return self.network(torch.cat([x, condition.to(x.dtype)], 1), timesteps=timesteps, **kwargs)
 
 
 class ConditionalSampler:
@@ -58,15 +61,18 @@ class ConditionalSampler:
         clip: clamp the final sample to [-1, 1].
         clip_denoised: clamp the predicted x_0 to [-1, 1] in every DDIM step (Ho et al.'s and guided-diffusion's
             ``clip_denoised``; the ancestral sampler does the same through the scheduler's ``clip_sample``).
+        amp, channels_last, compile: speed settings of both methods (see :class:`~medi2i.diffusion.DDIMSampler`).
         progress: tqdm progress bar.
     """
 
     def __init__(self, scheduler, method: str = "ancestral", num_inference_steps: int = 100, eta: float = 0.0,
                  out_channels: int = 1, clip: bool = True, clip_denoised: bool = True, amp: bool = False,
-                 progress: bool = False):
+                 progress: bool = False, channels_last: bool = False, compile: bool | dict = False):
         self.scheduler, self.method, self.eta = scheduler, method, float(eta)
         self.num_inference_steps, self.out_channels = int(num_inference_steps), int(out_channels)
         self.clip, self.clip_denoised, self.amp, self.progress = clip, clip_denoised, amp, progress
+        self.channels_last, self.compile = channels_last, compile
+        self._denoiser: tuple[nn.Module, nn.Module] | None = None
         self.network_evaluations = 0
 
     @property
@@ -91,19 +97,27 @@ class ConditionalSampler:
         condition = condition.float()
         shape = (condition.shape[0], self.out_channels, *condition.shape[2:])
         noise = torch.randn(shape, generator=generator, device="cpu").to(condition.device)
-        network = _FirstChannels(network, self.out_channels)
-        with torch.no_grad(), torch.autocast("cuda", dtype=torch.bfloat16, enabled=self.amp and condition.is_cuda):
-            if self.method == "ancestral":
+        if self.method == "ancestral":
+            with torch.no_grad(), autocast(self.amp, condition):
                 self.scheduler.set_timesteps(self.num_train_timesteps)
-                x = DiffusionInferer(self.scheduler).sample(noise, network, self.scheduler, verbose=self.progress,
-                                                             conditioning=condition, mode="concat")
-            else:
-                n = self.num_train_timesteps
-                ddim = DDIMSampler(self.scheduler, noise_level=n, stride=n // self.num_inference_steps, eta=self.eta,
-                                   clip_sample=(-1.0, 1.0) if self.clip_denoised else None, progress=self.progress)
-                x = ddim.decode(ConcatConditioned(network, condition), noise, generator=generator)
+                network = accelerated(network, condition, self.amp, self.channels_last, self.compile)
+                x = DiffusionInferer(self.scheduler).sample(noise, _FirstChannels(network, self.out_channels), self.scheduler,
+                                                             verbose=self.progress, conditioning=condition, mode="concat")
+        else:
+            n = self.num_train_timesteps
+            ddim = DDIMSampler(self.scheduler, noise_level=n, stride=n // self.num_inference_steps, eta=self.eta,
+                               clip_sample=(-1.0, 1.0) if self.clip_denoised else None, amp=self.amp,
+                               progress=self.progress, channels_last=self.channels_last, compile=self.compile)
+            x = ddim.decode(self.denoiser(network), noise, generator=generator, network_kwargs={"condition": condition})
         self.network_evaluations += shape[0] * self.steps
         return x.float().clamp(-1, 1) if self.clip else x.float()
+
+    def denoiser(self, network: nn.Module) -> nn.Module:
+        """``eps(x_t, t, condition)`` of ``network``, one object per network (so that its bf16 copy or compiled
+        form is made once)."""
+        if self._denoiser is None or self._denoiser[0] is not network:
+            self._denoiser = (network, ConcatConditioned(_FirstChannels(network, self.out_channels)))
+        return self._denoiser[1]
 
 
 class _FirstChannels(nn.Module):

@@ -8,20 +8,75 @@ The noise schedule comes from a MONAI scheduler. The steps are written out here 
 ``DDIMScheduler.step``/``reversed_step`` because those assume a fixed gap of ``T // n`` while
 ``set_timesteps`` spaces timesteps with ``linspace(...).round()``, so a strided encode and decode would not
 mirror each other. With every step (``stride = 1``) the two agree, which the tests check.
+
+One step function, :func:`ddim_step`, moves ``x_t`` to ``x_s`` for encoding (``s > t``), decoding (``s < t``) and
+the classifier-free sampler. Its coefficients are Python floats computed before the loop (:class:`StepCoefficients`),
+so a sampling loop reads nothing back from the device.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
+from dataclasses import dataclass
 
 import torch
 from torch import nn
 from tqdm import tqdm
 
 from ..errors import require
+from .acceleration import accelerated, autocast, memory_format
 
 #: a guidance gives the gradient term g(x_t, t) of eps_hat = eps - sqrt(1 - abar_t) * g
 Guidance = Callable[..., torch.Tensor]
+
+
+@dataclass(frozen=True)
+class StepCoefficients:
+    """Python-float coefficients of one DDIM step from paper timestep ``t`` to ``s`` with noise ``sigma``."""
+
+    t: int
+    s: int
+    sqrt_abar: float  #: sqrt(abar_t)
+    sqrt_one_minus_abar: float  #: sqrt(1 - abar_t)
+    sqrt_abar_next: float  #: sqrt(abar_s)
+    direction: float  #: sqrt(1 - abar_s - sigma^2)
+    sigma: float = 0.0
+
+    @classmethod
+    def between(cls, abar: list[float], t: int, s: int, eta: float = 0.0) -> "StepCoefficients":
+        """DDIM (Song et al. Eq. 12/16) from ``t`` to ``s``: ``sigma = eta sqrt((1 - abar_s)/(1 - abar_t) (1 - abar_t/abar_s))``
+        (0 when encoding, ``s > t``)."""
+        a, a_next = abar[t], abar[s]
+        sigma = eta * math.sqrt(max((1 - a_next) / (1 - a) * (1 - a / a_next), 0.0)) if eta > 0 and s < t else 0.0
+        return cls(t, s, math.sqrt(a), math.sqrt(1 - a), math.sqrt(a_next), math.sqrt(max(1 - a_next - sigma**2, 0.0)), sigma)
+
+
+def ddim_step(x: torch.Tensor, eps: torch.Tensor, c: StepCoefficients, noise: torch.Tensor | None = None,
+              clip: tuple[float, float] | None = None) -> torch.Tensor:
+    """``x_s = sqrt(abar_s) x0_hat + sqrt(1 - abar_s - sigma^2) eps + sigma z`` with
+    ``x0_hat = (x_t - sqrt(1 - abar_t) eps) / sqrt(abar_t)``, clamped to ``clip`` if given (MONAI's
+    ``DDIMScheduler.step``, which keeps eps; :func:`clipped_epsilon` is guided-diffusion's variant)."""
+    x0_hat = torch.sub(x, eps, alpha=c.sqrt_one_minus_abar).div_(c.sqrt_abar)
+    if clip is not None:
+        x0_hat.clamp_(*clip)
+    out = x0_hat.mul_(c.sqrt_abar_next).add_(eps, alpha=c.direction)
+    if noise is not None and c.sigma > 0:
+        out.add_(noise, alpha=c.sigma)
+    return out
+
+
+def clipped_epsilon(x: torch.Tensor, eps: torch.Tensor, c: StepCoefficients, clip: tuple[float, float]) -> torch.Tensor:
+    """The eps that predicts x_0 clamped to ``clip`` (guided-diffusion's ``clip_denoised``)."""
+    x0_hat = torch.sub(x, eps, alpha=c.sqrt_one_minus_abar).div_(c.sqrt_abar).clamp_(*clip)
+    return torch.sub(x, x0_hat, alpha=c.sqrt_abar).div_(c.sqrt_one_minus_abar)
+
+
+def randn_like(x: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+    """Standard normal noise shaped like ``x``, drawn on ``generator``'s device (a CPU generator with CUDA data
+    works, and gives the same numbers on every device), then moved to ``x``'s device."""
+    device = generator.device if generator is not None else x.device
+    return torch.randn(x.shape, generator=generator, device=device, dtype=x.dtype).to(x.device)
 
 
 class DDIMSampler:
@@ -35,16 +90,20 @@ class DDIMSampler:
         eta: DDIM stochasticity of the decoding (0 = deterministic, as in the paper).
         clip_sample: optional ``(min, max)`` clamp of the predicted x_0 in each decoding step (off in the paper's
             equations; guided-diffusion clamps to [-1, 1]).
-        amp: bf16 autocast for network calls on CUDA (ignored on CPU).
+        amp: bf16 on CUDA (weights cast once, one autocast region per loop; ignored on CPU).
+        channels_last: channels-last memory format for 2D networks and images.
+        compile: ``torch.compile`` the network (see :func:`~medi2i.diffusion.acceleration.accelerated`).
         progress: show a tqdm progress bar.
     """
 
     def __init__(self, scheduler, noise_level: int = 400, stride: int = 1, eta: float = 0.0,
-                 clip_sample: tuple[float, float] | None = None, amp: bool = False, progress: bool = False):
+                 clip_sample: tuple[float, float] | None = None, amp: bool = False, progress: bool = False,
+                 channels_last: bool = False, compile: bool | dict = False):
         self.scheduler = scheduler
         self.noise_level, self.stride, self.eta = int(noise_level), int(stride), float(eta)
         self.clip_sample, self.amp, self.progress = clip_sample, amp, progress
-        self.abar = torch.cat([torch.ones(1, dtype=torch.float64), scheduler.alphas_cumprod.double()])
+        self.channels_last, self.compile = bool(channels_last), compile
+        self.abar = [1.0] + scheduler.alphas_cumprod.double().tolist()
         self.network_evaluations = 0
         self.guidance_evaluations = 0
 
@@ -62,28 +121,35 @@ class DDIMSampler:
         self.check()
         return sorted(set(range(0, self.noise_level, self.stride)) | {self.noise_level})
 
-    def _coef(self, t: int, like: torch.Tensor) -> torch.Tensor:
-        return self.abar[t].to(device=like.device, dtype=like.dtype)
+    def steps(self, direction: str) -> list[StepCoefficients]:
+        """The steps of ``"encode"`` (0 -> L) or ``"decode"`` (L -> 0), coefficients precomputed as floats."""
+        ts = self.timesteps if direction == "encode" else self.timesteps[::-1]
+        return [StepCoefficients.between(self.abar, t, s, self.eta) for t, s in zip(ts[:-1], ts[1:])]
 
-    def model_timesteps(self, t: int, x: torch.Tensor) -> torch.Tensor:
-        """MONAI timestep tensor (batch) of paper timestep ``t``."""
-        return torch.full((x.shape[0],), max(t - 1, 0), device=x.device, dtype=torch.long)
+    @staticmethod
+    def model_timesteps(steps: list[StepCoefficients], x: torch.Tensor) -> list[torch.Tensor]:
+        """The MONAI timestep tensors of every step, made in one transfer before the loop."""
+        ts = torch.tensor([max(c.t - 1, 0) for c in steps], dtype=torch.long).to(x.device)
+        return list(ts[:, None].expand(-1, x.shape[0]).unbind(0)) if steps else []
 
-    def epsilon(self, network: nn.Module, x: torch.Tensor, t: int, **network_kwargs) -> torch.Tensor:
-        """eps_theta(x_t, t); with a learned variance the network's extra output channels are dropped."""
-        with torch.no_grad(), torch.autocast("cuda", dtype=torch.bfloat16, enabled=self.amp and x.is_cuda):
-            out = network(x, timesteps=self.model_timesteps(t, x), **network_kwargs)
+    def epsilon(self, network: nn.Module, x: torch.Tensor, t: torch.Tensor, **network_kwargs) -> torch.Tensor:
+        """eps_theta(x_t, t) for MONAI timesteps ``t``; a learned variance's extra output channels are dropped."""
+        out = network(x, timesteps=t, **network_kwargs)
         self.network_evaluations += x.shape[0]
         return out[:, : x.shape[1]].float()
 
+    def _start(self, network: nn.Module, x: torch.Tensor) -> tuple[nn.Module, torch.Tensor]:
+        return (accelerated(network, x, self.amp, self.channels_last, self.compile),
+                memory_format(x.float(), self.channels_last))
+
+    @torch.no_grad()
     def encode(self, network: nn.Module, x0: torch.Tensor, **network_kwargs) -> torch.Tensor:
         """x_0 -> x_L by deterministic DDIM (Eq. 4, generalised to strides)."""
-        x = x0.float()
-        steps = self.timesteps
-        for t, t_next in self._bar(list(zip(steps[:-1], steps[1:])), "encode"):
-            eps = self.epsilon(network, x, t, **network_kwargs)
-            a, a_next = self._coef(t, x), self._coef(t_next, x)
-            x = x + a_next.sqrt() * ((1 / a.sqrt() - 1 / a_next.sqrt()) * x + ((1 / a_next - 1).sqrt() - (1 / a - 1).sqrt()) * eps)
+        network, x = self._start(network, x0)
+        steps = self.steps("encode")
+        with autocast(self.amp, x):
+            for c, t in self._bar(list(zip(steps, self.model_timesteps(steps, x))), "encode"):
+                x = ddim_step(x, self.epsilon(network, x, t, **network_kwargs), c)
         return x
 
     def decode(self, network: nn.Module, x_noisy: torch.Tensor, guidance: Guidance | None = None,
@@ -91,25 +157,26 @@ class DDIMSampler:
                **guidance_kwargs) -> torch.Tensor:
         """x_L -> x_0 by DDIM (Eq. 3 with sigma_t = eta * DDIM's sigma) and eps_hat = eps - sqrt(1 - abar_t) g(x_t, t).
 
-        ``guidance=None`` is plain DDIM. ``guidance_kwargs`` (e.g. per-sample ``desired_value``) go to the guidance.
+        ``guidance=None`` is plain DDIM. ``guidance_kwargs`` (e.g. per-sample ``desired_value``) go to the guidance;
+        a guidance with a ``prepare(x, **kwargs)`` method checks and converts them once, before the loop.
         """
-        x = x_noisy.float()
-        steps = self.timesteps
+        network, x = self._start(network, x_noisy)
+        steps = self.steps("decode")
         network_kwargs = network_kwargs or {}
-        for t, t_prev in self._bar(list(zip(steps[::-1][:-1], steps[::-1][1:])), "decode"):
-            a, a_prev = self._coef(t, x), self._coef(t_prev, x)
-            eps = self.epsilon(network, x, t, **network_kwargs)
-            if self.clip_sample is not None:
-                x0_hat = ((x - (1 - a).sqrt() * eps) / a.sqrt()).clamp(*self.clip_sample)
-                eps = (x - a.sqrt() * x0_hat) / (1 - a).sqrt()
-            if guidance is not None:
-                eps = eps - (1 - a).sqrt() * guidance(x, self.model_timesteps(t, x), **guidance_kwargs).float()
-                self.guidance_evaluations += x.shape[0]
-            x0_hat = (x - (1 - a).sqrt() * eps) / a.sqrt()
-            sigma = self.eta * ((1 - a_prev) / (1 - a) * (1 - a / a_prev)).clamp_min(0).sqrt()
-            x = a_prev.sqrt() * x0_hat + (1 - a_prev - sigma**2).clamp_min(0).sqrt() * eps
-            if self.eta > 0 and t_prev > 0:
-                x = x + sigma * torch.randn(x.shape, generator=generator, device=x.device, dtype=x.dtype)
+        if guidance is not None and hasattr(guidance, "prepare"):
+            guidance_kwargs = guidance.prepare(x, **guidance_kwargs)
+        with autocast(self.amp, x):
+            for c, t in self._bar(list(zip(steps, self.model_timesteps(steps, x))), "decode"):
+                with torch.no_grad():
+                    eps = self.epsilon(network, x, t, **network_kwargs)
+                if self.clip_sample is not None:  # before the guidance shifts eps
+                    eps = clipped_epsilon(x, eps, c, self.clip_sample)
+                if guidance is not None:
+                    eps = torch.sub(eps, guidance(x, t, **guidance_kwargs).float(), alpha=c.sqrt_one_minus_abar)
+                    self.guidance_evaluations += x.shape[0]
+                noise = randn_like(x, generator) if self.eta > 0 and c.s > 0 else None
+                with torch.no_grad():
+                    x = ddim_step(x, eps, c, noise)
         return x
 
     def translate(self, network: nn.Module, x0: torch.Tensor, guidance: Guidance | None = None,

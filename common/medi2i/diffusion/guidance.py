@@ -10,6 +10,7 @@ import torch
 from torch import nn
 
 from ..networks.checkpoints import load_weights
+from .acceleration import accelerated, autocast
 
 
 def freeze(network: nn.Module) -> nn.Module:
@@ -30,14 +31,23 @@ def _per_sample(value, batch: int, like: torch.Tensor, dtype: torch.dtype = torc
 
 class _NetworkGuidance:
     """Shared part of the guidances: a frozen network, an optional checkpoint loaded on first use (so a caller
-    holding only the diffusion model, e.g. MONAI Label, gets a working guidance), bf16 autocast on CUDA."""
+    holding only the diffusion model, e.g. MONAI Label, gets a working guidance), bf16 on CUDA (``amp``),
+    ``channels_last`` and ``compile`` as in :func:`~medi2i.diffusion.acceleration.accelerated`."""
 
     what = "guidance network checkpoint"
 
-    def __init__(self, network: nn.Module, checkpoint: str | None = None, amp: bool = False):
+    def __init__(self, network: nn.Module, checkpoint: str | None = None, amp: bool = False,
+                 channels_last: bool = False, compile: bool | dict = False):
         self.network, self.checkpoint, self.amp = freeze(network), checkpoint, amp
+        self.channels_last, self.compile = bool(channels_last), compile
         self._loaded = checkpoint is None
         self.last_value: torch.Tensor | None = None
+
+    def prepare(self, x: torch.Tensor, **kwargs) -> dict:
+        """Called by the sampler once before its loop: load the weights; returns the keyword arguments of the
+        per-step calls (subclasses check and convert them here, so that no step reads back from the device)."""
+        self.load()
+        return kwargs
 
     def load(self) -> None:
         """Load ``checkpoint`` once (one-line error when missing or mismatched)."""
@@ -50,8 +60,9 @@ class _NetworkGuidance:
     def logits(self, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
         """The network's output ``network(x, timesteps=t)`` in float32."""
         self.load()
-        with torch.autocast("cuda", dtype=torch.bfloat16, enabled=self.amp and x.is_cuda):
-            return self.network(x, timesteps=t).float()
+        network = accelerated(self.network, x, self.amp, self.channels_last, self.compile)
+        with autocast(self.amp, x):
+            return network(x, timesteps=t).float()
 
     def _gradient(self, x: torch.Tensor, t: torch.Tensor, objective) -> torch.Tensor:
         """grad_x of ``objective(logits)`` (per-sample values, summed: samples do not interact); the values are
@@ -76,22 +87,29 @@ class RegressionGuidance(_NetworkGuidance):
         desired_value: default i (None when ``fixed_scale`` is used).
         fixed_scale: default fixed s_t.
         checkpoint: regressor weights loaded on first use.
-        amp: bf16 autocast of the regressor on CUDA.
+        amp, channels_last, compile: speed settings of the regressor (see :class:`_NetworkGuidance`).
     """
 
     what = "regressor checkpoint"
 
     def __init__(self, regressor: nn.Module, gradient_scale: float = 1000.0, desired_value=None, fixed_scale=None,
-                 checkpoint: str | None = None, amp: bool = False):
-        super().__init__(regressor, checkpoint, amp)
+                 checkpoint: str | None = None, amp: bool = False, channels_last: bool = False, compile: bool | dict = False):
+        super().__init__(regressor, checkpoint, amp, channels_last, compile)
         self.gradient_scale = float(gradient_scale)
         self.desired_value, self.fixed_scale = desired_value, fixed_scale
 
-    def __call__(self, x: torch.Tensor, t: torch.Tensor, desired_value=None, fixed_scale=None) -> torch.Tensor:
+    def prepare(self, x: torch.Tensor, desired_value=None, fixed_scale=None) -> dict:
+        """``{"targets": (desired, fixed)}``: per-sample tensors (defaults filled in), checked once (every sample
+        needs one of them) for the per-step calls."""
+        self.load()
         desired = _per_sample(self.desired_value if desired_value is None else desired_value, x.shape[0], x)
         fixed = _per_sample(self.fixed_scale if fixed_scale is None else fixed_scale, x.shape[0], x)
+        if bool(torch.isnan(torch.where(torch.isnan(desired), fixed, desired)).any()):
+            raise ValueError("RegressionGuidance needs a desired_value or a fixed_scale for every sample")
+        return {"targets": (desired, fixed)}
+
+    def __call__(self, x: torch.Tensor, t: torch.Tensor, desired_value=None, fixed_scale=None, targets=None) -> torch.Tensor:
+        desired, fixed = targets if targets is not None else self.prepare(x, desired_value, fixed_scale)["targets"]
         grad = self._gradient(x, t, lambda r: r.reshape(x.shape[0]))  # R(x_t, t), kept in last_value
         s = torch.where(torch.isnan(desired), fixed, desired - self.last_value)
-        if torch.isnan(s).any():
-            raise ValueError("RegressionGuidance needs a desired_value or a fixed_scale for every sample")
         return self.gradient_scale * s.view(-1, *([1] * (x.ndim - 1))) * grad

@@ -42,24 +42,30 @@ class SegmentationGuidance(_NetworkGuidance):
         gradient_scale: the constant c (5 in the paper, Sec. 4.3).
         mask: default desired mask z, (1, H, W) or (B, 1, H, W); a ``mask`` given at call time wins.
         checkpoint: weights loaded on first use.
+        amp, channels_last, compile: speed settings (see :class:`~medi2i.diffusion.guidance._NetworkGuidance`).
     """
 
     what = "segmenter checkpoint"
 
     def __init__(self, segmenter: nn.Module, gradient_scale: float = 5.0, mask: torch.Tensor | None = None,
-                 checkpoint: str | None = None, amp: bool = False):
-        super().__init__(segmenter, checkpoint, amp)
+                 checkpoint: str | None = None, amp: bool = False, channels_last: bool = False, compile: bool | dict = False):
+        super().__init__(segmenter, checkpoint, amp, channels_last, compile)
         self.gradient_scale, self.mask = float(gradient_scale), mask
 
     def cross_entropy(self, x: torch.Tensor, t: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         """H(S(x_t, t), z) per sample, (B,)."""
         return mean_bce(self.logits(x, t), mask)
 
-    def __call__(self, x: torch.Tensor, t: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+    def prepare(self, x: torch.Tensor, mask: torch.Tensor | None = None) -> dict:
+        """The desired mask z (call-time or default) as float on ``x``'s device, once before the sampling loop."""
+        self.load()
         mask = self.mask if mask is None else mask
         if mask is None:
             raise ValueError("SegmentationGuidance needs a desired mask z")
-        z = mask.to(x.device).float()
+        return {"mask": torch.as_tensor(mask).to(device=x.device, dtype=torch.float32)}
+
+    def __call__(self, x: torch.Tensor, t: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+        z = self.prepare(x, mask)["mask"]  # no copy when prepared
         grad = self._gradient(x, t, lambda logits: mean_bce(logits, z))
         return -self.gradient_scale * grad
 
@@ -72,16 +78,23 @@ class ClassifierGuidance(_NetworkGuidance):
         gradient_scale: s.
         target_class: default y (0 = healthy); ``target_class`` given at call time (per sample) wins.
         checkpoint: weights loaded on first use.
+        amp, channels_last, compile: speed settings (see :class:`~medi2i.diffusion.guidance._NetworkGuidance`).
     """
 
     what = "classifier checkpoint"
 
     def __init__(self, classifier: nn.Module, gradient_scale: float = 100.0, target_class: int = 0,
-                 checkpoint: str | None = None, amp: bool = False):
-        super().__init__(classifier, checkpoint, amp)
+                 checkpoint: str | None = None, amp: bool = False, channels_last: bool = False, compile: bool | dict = False):
+        super().__init__(classifier, checkpoint, amp, channels_last, compile)
         self.gradient_scale, self.target_class = float(gradient_scale), int(target_class)
 
+    def prepare(self, x: torch.Tensor, target_class=None) -> dict:
+        """Per-sample target classes as a long tensor on ``x``'s device, once before the sampling loop."""
+        self.load()
+        return {"target_class": _per_sample(self.target_class if target_class is None else target_class, x.shape[0], x,
+                                            torch.long)}
+
     def __call__(self, x: torch.Tensor, t: torch.Tensor, target_class=None) -> torch.Tensor:
-        y = _per_sample(self.target_class if target_class is None else target_class, x.shape[0], x).long()
+        y = self.prepare(x, target_class)["target_class"]  # no copy when prepared
         grad = self._gradient(x, t, lambda logits: class_log_probabilities(logits).gather(1, y[:, None])[:, 0])
         return self.gradient_scale * grad

@@ -19,7 +19,7 @@ import torch.nn.functional as F
 from monai.inferers import Inferer
 from torch import nn
 
-from .ddim import DDIMSampler
+from .ddim import DDIMSampler, randn_like
 
 METHODS = ("aldm", "palette", "diffusion_only", "spade_only", "identity")
 
@@ -84,7 +84,7 @@ class LatentTranslationInferer(Inferer):
         if self.method != "spade_only":
             network.eval()
             context = F.one_hot(target, self.num_modalities).float().unsqueeze(1)
-            noise = torch.randn(z.shape, generator=generator, device=z.device, dtype=z.dtype)
+            noise = randn_like(z, generator)
             sampler, condition = self.sampler(), z
             if self.method == "diffusion_only":
                 sampler, condition = self.sampler(self.source_noise_level), torch.zeros_like(z)

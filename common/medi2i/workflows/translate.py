@@ -119,9 +119,10 @@ class GuidedTranslation:
             per_case = torch.stack([self._case_tensors[p.name][key] for p in chunk]).to(self.device)
             kwargs[key] = per_case.repeat_interleave(k, 0)
         start = time.perf_counter()
-        out = self.inferer(x.repeat_interleave(k, 0), self.network, **kwargs)
+        translate = self._translator(x, k, kwargs)
+        out = translate()
         seconds = (time.perf_counter() - start) / out.shape[0]
-        spread = self._uncertainty(out, x.repeat_interleave(k, 0), kwargs)
+        spread = self._uncertainty(out, translate)
         scores_in = self._score(x, brain)
         scores_out = self._score(out, brain.repeat_interleave(k, 0))
         rows = []
@@ -140,14 +141,24 @@ class GuidedTranslation:
             self._write_case(prep, x[b].cpu(), outputs, notes, maps)
         return rows
 
-    def _uncertainty(self, first: torch.Tensor, x: torch.Tensor, kwargs: dict) -> dict[str, torch.Tensor]:
+    def _translator(self, x: torch.Tensor, k: int, kwargs: dict) -> Callable[[], torch.Tensor]:
+        """A function translating each image of ``x`` towards its ``k`` targets. With an inferer that has ``encode``
+        and ``decode`` the target-independent encoding runs once, here, and each call decodes all ``k`` targets of
+        every image as one batch (also for every uncertainty sample)."""
+        xk = x.repeat_interleave(k, 0)
+        if not (hasattr(self.inferer, "encode") and hasattr(self.inferer, "decode")):
+            return lambda: self.inferer(xk, self.network, **kwargs)
+        x_noisy = self.inferer.encode(x, self.network).repeat_interleave(k, 0)
+        return lambda: self.inferer.decode(x_noisy, self.network, xk, **kwargs)
+
+    def _uncertainty(self, first: torch.Tensor, translate: Callable[[], torch.Tensor]) -> dict[str, torch.Tensor]:
         """``{"mean", "std"}`` over ``uncertainty_samples`` translations (``first`` and N - 1 more), or ``{}``."""
         if self.uncertainty_samples <= 1:
             return {}
         draws = [first]
         for n in range(1, self.uncertainty_samples):
             torch.manual_seed(self.seed + n)
-            draws.append(self.inferer(x, self.network, **kwargs))
+            draws.append(translate())
         stack = torch.stack(draws)
         return {"mean": stack.mean(0), "std": stack.std(0)}
 
