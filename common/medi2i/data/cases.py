@@ -8,6 +8,7 @@ from dataclasses import dataclass
 import torch
 from monai.data import MetaTensor
 from monai.transforms import MapTransform
+from monai.utils import convert_to_tensor
 
 from ..errors import require
 from .brats import EXTENSIONS, brain_mask, find_cases, load_case
@@ -46,8 +47,9 @@ def resolve_cases(inputs: str | list[str], section: str = "test_cases") -> list[
 
 @dataclass
 class PreparedSlice:
-    """A case's slice scaled to [0, 1]: ``original`` ``(4, H, W, 1)`` as read, and on the network grid ``image``
-    ``(4, S, S, 1)`` with ``label``/``brain`` ``(1, S, S, 1)`` (:class:`~medi2i.data.slices.SliceGrid`)."""
+    """A case's slice scaled to [0, 1]: ``original`` ``(4, H, W, 1)`` as read (and ``original_label``, the whole
+    tumour as 0/1), and on the network grid ``image`` ``(4, S, S, 1)`` with ``label``/``brain`` ``(1, S, S, 1)``
+    (:class:`~medi2i.data.slices.SliceGrid`)."""
 
     name: str
     image: MetaTensor
@@ -56,6 +58,7 @@ class PreparedSlice:
     slice_index: int | None
     grid: SliceGrid
     original: MetaTensor
+    original_label: MetaTensor | None = None
 
     def restore(self, data: torch.Tensor) -> MetaTensor:
         """A network-grid array ``(C, S, S, 1)`` on the input grid: original in-plane size and affine."""
@@ -100,8 +103,9 @@ def prepare_slice(case: dict, image_size: int, slice_index: int | str = "largest
     grid = SliceGrid(image, image_size)
     fitted = grid.fit(image)
     label = None if seg is None else grid.fit(seg, mask=True).as_tensor() > 0
+    whole = None if seg is None else MetaTensor((convert_to_tensor(seg, track_meta=False) > 0).float(), affine=image.affine)  # whole tumour, as read
     return PreparedSlice(case["name"] if "name" in case else str(where), fitted, label, brain_mask(fitted.as_tensor()),
-                         index, grid, image)
+                         index, grid, image, whole)
 
 
 class PrepareSliced(MapTransform):

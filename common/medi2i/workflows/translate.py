@@ -165,8 +165,8 @@ class GuidedTranslation:
     def _write_case(self, prep: PreparedSlice, source: torch.Tensor, outputs, notes, maps=None) -> None:
         with staged_output(os.path.join(self.output_dir, prep.name), overwrite=self.overwrite) as folder:
             save_nifti(prep.original, os.path.join(folder, "input.nii.gz"))
-            if prep.label is not None:
-                save_nifti(prep.restore(prep.label.float()), os.path.join(folder, "label.nii.gz"))
+            if prep.original_label is not None:
+                save_nifti(prep.original_label, os.path.join(folder, "label.nii.gz"))
             for name, image in outputs:
                 save_nifti(prep.restore_edit(image.unsqueeze(-1)), os.path.join(folder, f"{name}.nii.gz"))
                 diff = (image - source).abs().sum(0, keepdim=True)
