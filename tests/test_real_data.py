@@ -98,3 +98,31 @@ def test_aldm_preprocessing_fits_a_whole_brats_case_and_inverts_to_its_grid():
 
     reference = nib.load(paths[0])
     assert tuple(restored.shape[1:]) == reference.shape and np.allclose(restored.affine, reference.affine, atol=1e-4)
+
+
+def test_real_recipes_hold_their_inputs_out_of_training():
+    """No held-out input of a real recipe is (byte for byte) a file of its training source: five radiographs of
+    chest_xray_nih/ are copies of chest_xray_nih_train/ files and must not be scored."""
+    import glob
+    import hashlib
+    import json
+    import os
+
+    from conftest import BUNDLES, ROOT
+
+    def digests(path):
+        files = [path] if os.path.isfile(path) else glob.glob(os.path.join(path, "**", "*"), recursive=True)
+        return {hashlib.md5(open(f, "rb").read()).hexdigest() for f in files if os.path.isfile(f)}
+
+    checked = 0
+    for bundle in BUNDLES:
+        with open(os.path.join(ROOT, "bundles", bundle, "configs", "demo.json")) as f:
+            real = json.load(f)["demo"].get("real")
+        if not real:
+            continue
+        training = digests(shared(real["data"]["source"]))
+        held_out = [real["data"].get("test_source"), real.get("test_data", {}).get("source"), *real.get("inputs", [])]
+        for path in filter(None, held_out):
+            assert not digests(shared(path)) & training, f"{bundle}: {path} overlaps {real['data']['source']}"
+            checked += 1
+    assert checked >= 4
