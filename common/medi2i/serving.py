@@ -135,3 +135,38 @@ def prepare_monailabel_bundle(bundle_dir: str, model_dir: str, weights: str | No
         shutil.copytree(os.path.dirname(os.path.abspath(medi2i.__file__)), os.path.join(dest, "medi2i"),
                         ignore=shutil.ignore_patterns("__pycache__", "*.pyc"), dirs_exist_ok=True)
     return dest
+
+
+#: ``main.py`` of a MONAI Label app serving every bundle folder under the app's ``model/`` with the stock
+#: ``BundleInferTask`` (``extend_load_image=False``: MONAI Label's image loader would require the optional ``mask``
+#: key of the Med-cDiff bundles; ``add_post_restore=False``: the bundle restores the input's grid itself)
+APP_MAIN = '''import os
+
+from monailabel.interfaces.app import MONAILabelApp
+from monailabel.tasks.infer.bundle import BundleInferTask
+
+
+class MyApp(MONAILabelApp):
+    def __init__(self, app_dir, studies, conf):
+        self.model_dir = os.path.join(app_dir, "model")
+        super().__init__(app_dir=app_dir, studies=studies, conf=conf, name="medi2i",
+                         description="medi2i image-to-image bundles", version="1")
+
+    def init_infers(self):
+        infers = {}
+        for name in sorted(os.listdir(self.model_dir)):
+            path = os.path.join(self.model_dir, name)
+            if os.path.isfile(os.path.join(path, "configs", "inference.json")):
+                task = BundleInferTask(path, self.conf, extend_load_image=False, add_post_restore=False)
+                if task.is_valid():
+                    infers[name] = task
+        return infers
+'''
+
+
+def write_monailabel_app(app_dir: str) -> str:
+    """Create ``app_dir`` with :data:`APP_MAIN` as its ``main.py`` and an empty ``model/``; return ``app_dir``."""
+    os.makedirs(os.path.join(app_dir, "model"), exist_ok=True)
+    with open(os.path.join(app_dir, "main.py"), "w") as f:
+        f.write(APP_MAIN)
+    return app_dir
