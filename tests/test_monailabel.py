@@ -71,7 +71,7 @@ def _served_bundle(bundle, weights, model_dir, tiny_run):
     run = tiny_run(path)  # no shipped weights: the recipe's tiny run trains them
     overrides = {k: v for k, v in verify.tiny_overrides(path, run, "inference.json").items()
                  if k not in ("bundle_root", "ckpt_dir", "dataset_dir", "output_dir", "inputs")}
-    return prepare_monailabel_bundle(path, model_dir, weights=run["ckpt_dir"], overlays=(), overrides={**overrides, **FAST})
+    return prepare_monailabel_bundle(path, model_dir, weights=run["ckpt_dir"], overrides={**overrides, **FAST})
 
 
 def _check_on_input_grid(written_path, source_path):
