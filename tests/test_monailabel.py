@@ -23,7 +23,8 @@ from medi2i import verify
 from medi2i.serving import prepare_monailabel_bundle, write_monailabel_app
 
 if importlib.util.find_spec("monailabel") is None:
-    pytest.skip("monailabel is not installed (pip install --no-deps -r tests/requirements-monailabel.txt)",
+    pytest.skip("monailabel is not installed (see tests/requirements-monailabel.txt: pip install --no-deps monailabel==0.8.5 "
+               "pydicom-seg==0.4.1 && pip install -r tests/requirements-monailabel.txt)",
                 allow_module_level=True)
 
 FAST = {"ddim_steps": 5, "sampling_method": "ddim"}
