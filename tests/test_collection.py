@@ -64,6 +64,9 @@ def test_standalone_export_and_monai_label_contract(bundle, tiny_run, tmp_path):
     assert len(zips) == 1 and (tmp_path / "dist" / (zips[0].name + ".sha256")).is_file()
     meta = json.load(open(tmp_path / "unpacked" / os.path.basename(bundle) / "configs" / "metadata.json"))
     assert "medi2i" not in meta["required_packages_version"] and meta["vendored_packages"]["medi2i"]
+    unpacked = tmp_path / "unpacked" / os.path.basename(bundle)
+    assert list((unpacked / "wheels").glob("medi2i-*-py3-none-any.whl"))  # pip-installable shared package
+    assert (unpacked / "models" / "model.pt").is_file()
     sample = verify.sample_image(bundle, run)
     if sample is None:  # 3D bundles: MONAI Label's 2D contract does not apply
         assert "standalone" in detail

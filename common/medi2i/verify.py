@@ -93,6 +93,9 @@ def check_metadata(bundle: str) -> list[str]:
     problems = [f"metadata lacks '{k}'" for k in METADATA_KEYS if k not in meta]
     if "version" in meta and meta["version"] not in meta.get("changelog", {}):
         problems.append(f"version {meta['version']} is not a key of the changelog")
+    if "medi2i" in meta.get("required_packages_version", {}):
+        problems.append("required_packages_version lists 'medi2i', which no package index has (the export vendors it "
+                        "and ships its wheel)")
     if "optional_packages_version" in meta:
         problems.append("'optional_packages_version' is deprecated (MONAI 1.6 replaces the required packages with it)")
     for name, fmt in ((k, v) for k, v in meta.items() if k.endswith("data_format")):
