@@ -45,7 +45,7 @@ def bundle_infer(bundle_dir: str, image: str, output: str | None = None, overrid
 
 #: request parameters a served bundle exposes when its config has them (``displayable_configs``: MONAI Label copies
 #: these from each ``/infer`` request into the config before building pre/postprocessing and the inferer)
-REQUEST_PARAMS = ("slice_index", "contrast", "guidance_weight", "target", "targets", "desired_value", "output_channel")
+REQUEST_PARAMS = ("slice_index", "contrast", "guidance_weight", "target", "desired_value", "output_channel")
 
 
 class MonaiLabelOutputd:
@@ -79,6 +79,17 @@ class MonaiLabelOutputd:
         return d
 
 
+#: where a served bundle keeps the weights MONAI Label must not offer as ``model_filename``: it lists
+#: ``models/*.pt`` shortest name first and loads the first into ``network_def`` (``spade.pt`` ties with ``model.pt``)
+HELPERS = "models/helpers"
+
+
+def loaded(network: torch.nn.Module, path: str, what: str = "checkpoint") -> torch.nn.Module:
+    """``network`` with the weights of ``path`` (the helper networks of a served bundle that MONAI Label does not load
+    itself: it loads only ``network_def`` from ``models/model.pt``), in eval mode."""
+    return load_weights(network, path, what, map_location=next(network.parameters()).device).eval()
+
+
 def monailabel_config(bundle_dir: str, overlays=("demo.json",), overrides: dict | None = None,
                       params=REQUEST_PARAMS) -> dict:
     """``inference.json`` + ``overlays`` (+ ``overrides``) merged into one config ``BundleInferTask`` reads: the
@@ -93,6 +104,14 @@ def monailabel_config(bundle_dir: str, overlays=("demo.json",), overrides: dict 
     config = dict(parser.config)
     config.update(overrides or {})
     config.pop("bundle_root", None)  # MONAI Label sets it to the served folder
+    if "autoencoder_def" in config and isinstance(config.get("inferer"), dict):  # latent translation (ALDM)
+        config["imports"] = list(config.get("imports", [])) + ["$import medi2i.serving"]
+        config.setdefault("target", (config.get("targets") or config["modalities"])[0])
+        config["inferer"] = {**config["inferer"], "target": "$@modalities.index(@target)"}
+        for key, file_key, what in (("autoencoder", "autoencoder_file", "autoencoder"), ("spade", "spade_file", "MS-SPADE")):
+            if file_key in config and f"{key}_def" in config:
+                config[key] = (f"$medi2i.serving.loaded(@{key}_def.to(@device), @bundle_root + '/{HELPERS}/' + @{file_key}, "
+                               f"'{what} checkpoint')")
     config.setdefault("output_channel", 3 if "modalities" in config or "image_channels" not in config else 0)
     exposed = {k: config[k] for k in params if k in config and not (isinstance(config[k], str) and config[k][:1] in "$@")}
     if exposed:
@@ -123,13 +142,17 @@ def prepare_monailabel_bundle(bundle_dir: str, model_dir: str, weights: str | No
     dest = os.path.join(model_dir, name)
     shutil.copytree(bundle_dir, dest, ignore=shutil.ignore_patterns(*RUN_PRODUCTS, "models"), dirs_exist_ok=True)
     os.makedirs(os.path.join(dest, "models"), exist_ok=True)
+    config = monailabel_config(bundle_dir, overlays, overrides)
+    helpers = {config[k] for k in ("autoencoder_file", "spade_file") if "autoencoder_def" in config and k in config}
     if weights:
         src = weights if os.path.isabs(weights) else os.path.join(bundle_dir, weights)
         for f in sorted(os.listdir(src)):
             if f.endswith(".pt"):
-                shutil.copy2(os.path.join(src, f), os.path.join(dest, "models", f))
+                folder = os.path.join(dest, HELPERS) if f in helpers else os.path.join(dest, "models")
+                os.makedirs(folder, exist_ok=True)
+                shutil.copy2(os.path.join(src, f), os.path.join(folder, f))
     with open(os.path.join(dest, "configs", "inference.json"), "w") as f:
-        json.dump(monailabel_config(bundle_dir, overlays, overrides), f, indent=4)
+        json.dump(config, f, indent=4)
         f.write("\n")
     if vendor:
         shutil.copytree(os.path.dirname(os.path.abspath(medi2i.__file__)), os.path.join(dest, "medi2i"),
