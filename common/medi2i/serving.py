@@ -1,11 +1,12 @@
-"""Run a bundle's ``inference.json`` the way MONAI Label's ``BundleInferTask`` does, on one image.
+"""Serving bundles: :func:`bundle_infer` runs ``inference.json`` the way MONAI Label's ``BundleInferTask`` does, on
+one image, without a server; :func:`prepare_monailabel_bundle`, :data:`APP_MAIN` and :func:`write_monailabel_app`
+make what the real MONAI Label 0.8.5 server serves with its stock ``BundleInferTask`` (``extend_load_image=False,
+add_post_restore=False``; ``tests/test_monailabel.py``, README "Serving with MONAI Label").
 
 MONAI Label reads ``network_def``, ``preprocessing``, ``inferer`` and ``postprocessing`` from the config, loads
 ``models/model.pt`` into the network, applies ``preprocessing`` to ``{"image": <path>}``, calls
 ``inferer(inputs, network)`` on the batched image, puts the result under ``pred``, applies ``postprocessing`` and
-writes ``pred`` with the image's metadata. :func:`bundle_infer` does the same steps without a MONAI Label server
-(``monailabel`` needs torchvision), so the contract is testable anywhere; serve a bundle with
-``add_post_restore=False`` (see the collection README).
+writes ``pred`` with the image's metadata.
 """
 
 from __future__ import annotations
