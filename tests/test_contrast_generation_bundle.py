@@ -69,7 +69,7 @@ def test_workflow_properties(cddpm_run):
 
 def test_monai_label_contract(cddpm_run, tmp_path):
     """MONAI Label's steps (``bundle_infer``): the input slice fixes the output's size and affine, whatever its size,
-    format or channels; a volume is refused with a one-line error naming the file."""
+    format or channels; a volume gives its middle slice; a 1-pixel-wide image is refused with a one-line error naming the file."""
     kwargs = dict(overrides=tiny_overrides(BUNDLE, cddpm_run, contrast="T2", guidance_weight=2.0),
                   overlays=[os.path.join(CONFIGS, "demo.json")], model_file=os.path.join(cddpm_run["ckpt_dir"], "model.pt"))
     affine = np.array([[0.9, 0, 0, 5], [0, 1.3, 0, -7], [0, 0, 3, 2], [0, 0, 0, 1]])
@@ -82,10 +82,15 @@ def test_monai_label_contract(cddpm_run, tmp_path):
     Image.fromarray(np.zeros((20, 24, 3), np.uint8)).save(tmp_path / "slice.png")  # RGB: channels are averaged
     png = bundle_infer(BUNDLE, str(tmp_path / "slice.png"), **kwargs)
     assert png.shape[1:] == LoadImage(image_only=True, ensure_channel_first=True)(str(tmp_path / "slice.png")).shape[1:]
+    # a volume (what MONAI Label users send) gives its middle axial slice, placed at that slice's position
     nib.save(nib.Nifti1Image(np.ones((8, 8, 5), np.float32), affine), tmp_path / "volume.nii.gz")
+    bundle_infer(BUNDLE, str(tmp_path / "volume.nii.gz"), str(tmp_path / "from_volume.nii.gz"), **kwargs)
+    written = nib.load(tmp_path / "from_volume.nii.gz")
+    assert written.shape[:3] == (8, 8, 1) and np.allclose(written.affine[:3, 3], affine[:3, 3] + 2 * affine[:3, 2])
+    nib.save(nib.Nifti1Image(np.ones((8, 1), np.float32), affine), tmp_path / "line.nii.gz")
     with pytest.raises(InputError) as err:  # the one-line error, not MONAI's Compose wrapper
-        bundle_infer(BUNDLE, str(tmp_path / "volume.nii.gz"), **kwargs)
-    assert str(err.value) == f"{tmp_path / 'volume.nii.gz'}: expected a 2D slice, got spatial shape (8, 8, 5)"
+        bundle_infer(BUNDLE, str(tmp_path / "line.nii.gz"), **kwargs)
+    assert str(err.value).startswith(f"{tmp_path / 'line.nii.gz'}: expected a 2D slice")
 
 
 # ---- bad input: one line on stderr, exit status 2, nothing written -------------------------------------------

@@ -1,18 +1,25 @@
 """Standalone export: a bundle as a zip a user unpacks anywhere and runs with only the packages its metadata lists.
 
 The shared package is vendored into the bundle (``<bundle>/medi2i/``; ``python -m monai.bundle run`` started in
-the bundle folder and MONAI Label, which puts the bundle folder on ``sys.path``, both import it from there),
-``metadata.json`` gets the exact versions of this environment, and ``<zip>.sha256``/``<zip>.md5`` are written
-for ``monai.bundle download``-style integrity checks (``hash_val``/``hash_type``).
+the bundle folder and MONAI Label, which puts the bundle folder on ``sys.path``, both import it from there) and
+also shipped as a wheel (``<bundle>/wheels/medi2i-<version>-py3-none-any.whl``, for ``pip install`` where the bundle
+folder is not on ``sys.path``; ``medi2i`` is on no package index, so no metadata lists it as a requirement: the
+model zoo's ``get_bundle_requirements`` turns every ``required_packages_version`` entry into ``name==version``).
+``metadata.json`` gets the exact versions of this environment; the demo weights (``models/demo/*.pt``) become
+``models/*.pt`` where the bundle has no ``models/model.pt`` (the model zoo's preferred file); and
+``<zip>.sha256``/``<zip>.md5`` are written for ``monai.bundle download``-style integrity checks.
 """
 
 from __future__ import annotations
 
+import base64
+import configparser
 import hashlib
 import json
 import os
 import shutil
 import tempfile
+import zipfile
 from importlib import metadata as importlib_metadata
 
 import medi2i
@@ -54,6 +61,57 @@ def file_hashes(path: str) -> dict[str, str]:
     return {"sha256": sha.hexdigest(), "md5": md5.hexdigest()}
 
 
+def _install_requires() -> list[str]:
+    """``install_requires`` of the repository's ``setup.cfg``, else of the installed distribution's metadata."""
+    cfg = configparser.ConfigParser()
+    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(medi2i.__file__))))
+    if cfg.read(os.path.join(root, "setup.cfg")):
+        lines = (ln.strip() for ln in cfg.get("options", "install_requires", fallback="").splitlines())
+        return [ln for ln in lines if ln and not ln.startswith("#")]
+    try:
+        return list(importlib_metadata.requires("medi2i") or [])
+    except importlib_metadata.PackageNotFoundError:
+        return []
+
+
+def build_wheel(output_dir: str) -> str:
+    """Write ``medi2i-<version>-py3-none-any.whl`` (pure Python: the package's files, METADATA with
+    ``install_requires`` as ``Requires-Dist``, WHEEL, RECORD) into ``output_dir``; return its path."""
+    version = medi2i.__version__
+    package_dir = os.path.dirname(os.path.abspath(medi2i.__file__))
+    dist_info = f"medi2i-{version}.dist-info"
+    files: list[tuple[str, bytes]] = []
+    for root, dirs, names in os.walk(package_dir):
+        dirs[:] = sorted(d for d in dirs if d != "__pycache__")
+        for name in sorted(n for n in names if not n.endswith(".pyc")):
+            path = os.path.join(root, name)
+            with open(path, "rb") as f:
+                files.append(("medi2i/" + os.path.relpath(path, package_dir).replace(os.sep, "/"), f.read()))
+    requires = "".join(f"Requires-Dist: {r}\n" for r in _install_requires())
+    files.append((f"{dist_info}/METADATA", (f"Metadata-Version: 2.1\nName: medi2i\nVersion: {version}\n"
+                                           f"Summary: Shared package of the medi2i MONAI bundles\nLicense: Apache-2.0\n"
+                                           f"Requires-Python: >=3.9\n{requires}").encode()))
+    files.append((f"{dist_info}/WHEEL", b"Wheel-Version: 1.0\nGenerator: medi2i.export\nRoot-Is-Purelib: true\n"
+                                        b"Tag: py3-none-any\n"))
+    files.append((f"{dist_info}/top_level.txt", b"medi2i\n"))
+    record = []
+    for name, data in files:
+        digest = base64.urlsafe_b64encode(hashlib.sha256(data).digest()).rstrip(b"=").decode()
+        record.append(f"{name},sha256={digest},{len(data)}")
+    record.append(f"{dist_info}/RECORD,,")
+    files.append((f"{dist_info}/RECORD", ("\n".join(record) + "\n").encode()))
+    os.makedirs(output_dir, exist_ok=True)
+    path = os.path.join(output_dir, f"medi2i-{version}-py3-none-any.whl")
+    with zipfile.ZipFile(path + ".part", "w", zipfile.ZIP_DEFLATED) as zf:
+        for name, data in files:
+            info = zipfile.ZipInfo(name, date_time=(1980, 1, 1, 0, 0, 0))
+            info.external_attr = 0o644 << 16
+            info.compress_type = zipfile.ZIP_DEFLATED
+            zf.writestr(info, data)
+    os.replace(path + ".part", path)
+    return path
+
+
 def export_bundle(bundle_dir: str, output_dir: str) -> str:
     """Write ``<output_dir>/<bundle>_v<version>.zip`` (+ ``.sha256``, ``.md5``); return the zip's path."""
     bundle_dir = os.path.abspath(bundle_dir)
@@ -68,8 +126,15 @@ def export_bundle(bundle_dir: str, output_dir: str) -> str:
         shutil.copytree(bundle_dir, staged, ignore=shutil.ignore_patterns(*RUN_PRODUCTS))
         shutil.copytree(os.path.dirname(os.path.abspath(medi2i.__file__)), os.path.join(staged, "medi2i"),
                         ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
+        build_wheel(os.path.join(staged, "wheels"))
+        demo = os.path.join(staged, "models", "demo")
+        if os.path.isdir(demo) and not os.path.isfile(os.path.join(staged, "models", "model.pt")):
+            for f in sorted(os.listdir(demo)):
+                if f.endswith(".pt"):
+                    shutil.copy2(os.path.join(demo, f), os.path.join(staged, "models", f))
         with open(os.path.join(staged, "configs", "metadata.json"), "w") as f:
             json.dump(meta, f, indent=4)
+            f.write("\n")
         base = os.path.join(os.path.abspath(output_dir), f"{name}_v{meta['version']}")
         archive = shutil.make_archive(base + ".part", "zip", root_dir=tmp, base_dir=name)
         os.replace(archive, base + ".zip")

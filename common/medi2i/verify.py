@@ -93,6 +93,9 @@ def check_metadata(bundle: str) -> list[str]:
     problems = [f"metadata lacks '{k}'" for k in METADATA_KEYS if k not in meta]
     if "version" in meta and meta["version"] not in meta.get("changelog", {}):
         problems.append(f"version {meta['version']} is not a key of the changelog")
+    if "medi2i" in meta.get("required_packages_version", {}):
+        problems.append("required_packages_version lists 'medi2i', which no package index has (the export vendors it "
+                        "and ships its wheel)")
     if "optional_packages_version" in meta:
         problems.append("'optional_packages_version' is deprecated (MONAI 1.6 replaces the required packages with it)")
     for name, fmt in ((k, v) for k, v in meta.items() if k.endswith("data_format")):
@@ -194,8 +197,134 @@ def check_overlays(bundle: str) -> list[str]:
     return problems
 
 
-STATIC_CHECKS = {"files": check_files, "metadata": check_metadata, "packages": check_packages, "docs": check_docs,
-                 "file sizes": check_sizes, "config paths": check_paths, "multi-GPU overlays": check_overlays}
+# ------------------------------------------------------------------------------------------------- model zoo CI
+#: The model zoo's metadata schema as its CI uses it (``verify_metadata`` against the bundle's ``schema`` URL,
+#: https://github.com/Project-MONAI/MONAI-extra-test-data/releases/download/0.8.1/meta_schema_20240725.json, which
+#: cannot be downloaded at run time here): its required fields and their types, encoded (not a verbatim copy).
+ZOO_SCHEMA_URL = "https://github.com/Project-MONAI/MONAI-extra-test-data/releases/download/0.8.1/meta_schema_20240725.json"
+_IO = {"type": "object", "required": ["type", "format", "num_channels", "spatial_shape", "dtype", "value_range"],
+       "properties": {"type": {"type": "string"}, "format": {"type": "string"}, "modality": {"type": "string"},
+                      "num_channels": {"type": "integer"}, "spatial_shape": {"type": "array"},
+                      "dtype": {"type": "string"}, "value_range": {"type": "array"},
+                      "is_patch_data": {"type": "boolean"}, "channel_def": {"type": "object"}}}
+ZOO_META_SCHEMA = {
+    "$schema": "http://json-schema.org/draft-07/schema#",
+    "type": "object",
+    "required": ["schema", "version", "changelog", "monai_version", "pytorch_version", "numpy_version",
+                 "required_packages_version", "name", "task", "description", "authors", "copyright",
+                 "network_data_format"],
+    "properties": {
+        "schema": {"type": "string"}, "version": {"type": "string"}, "changelog": {"type": "object"},
+        "monai_version": {"type": "string"}, "pytorch_version": {"type": "string"}, "numpy_version": {"type": "string"},
+        "required_packages_version": {"type": "object", "additionalProperties": {"type": "string"}},
+        "name": {"type": "string"}, "task": {"type": "string"}, "description": {"type": "string"},
+        "authors": {"type": "string"}, "copyright": {"type": "string"},
+        "network_data_format": {"type": "object", "required": ["inputs", "outputs"], "properties": {
+            "inputs": {"type": "object", "minProperties": 1, "additionalProperties": {**_IO, "required": _IO["required"] + ["modality"]}},
+            "outputs": {"type": "object", "minProperties": 1, "additionalProperties": _IO}}},
+    },
+}
+#: the files ``ci/verify_bundle.py`` requires (necessary) and prefers (checked in ``min`` and ``regular`` mode)
+ZOO_NECESSARY = ("configs/metadata.json", "LICENSE")
+ZOO_PREFERRED = ("models/model.pt", "configs/inference.json")
+
+
+def _read_large_files(bundle: str) -> list[dict]:
+    for name in ("large_files.yml", "large_files.yaml", "large_files.json"):
+        path = os.path.join(bundle, name)
+        if os.path.isfile(path):
+            parser = ConfigParser()
+            return list(parser.load_config_file(path).get("large_files", []))
+    return []
+
+
+def check_model_zoo(bundle: str, exported: bool = False) -> list[str]:
+    """What the model zoo's ``ci/verify_bundle.py`` checks in ``min`` and ``regular`` mode, without downloading:
+    necessary and preferred files (``models/model.pt``: present, listed in ``large_files.yml``, or in the repository
+    as ``models/demo/model.pt``, which the export places there), version in the changelog, the metadata against
+    :data:`ZOO_META_SCHEMA`, and ``large_files.yml`` entries complete (path, url, hash_val, hash_type)."""
+    import jsonschema
+
+    problems = [f"necessary file {f} is missing" for f in ZOO_NECESSARY if not os.path.isfile(os.path.join(bundle, f))]
+    large = _read_large_files(bundle)
+    for entry in large:
+        missing = [k for k in ("path", "url", "hash_val", "hash_type") if not entry.get(k)]
+        if missing:
+            problems.append(f"large_files entry {entry.get('path', '?')} lacks {', '.join(missing)}")
+    listed = {os.path.normpath(e.get("path", "")) for e in large}
+    weights = (os.path.isfile(os.path.join(bundle, "models", "model.pt")) or os.path.normpath("models/model.pt") in listed
+               or (not exported and os.path.isfile(os.path.join(bundle, "models", "demo", "model.pt"))))
+    if not weights:
+        problems.append("preferred file models/model.pt is neither present nor listed in large_files.yml")
+    if not os.path.isfile(os.path.join(bundle, "configs", "inference.json")):
+        problems.append("inference config file is not existing")
+    path = os.path.join(bundle, "configs", "metadata.json")
+    if os.path.isfile(path):
+        with open(path) as f:
+            meta = json.load(f)
+        if meta.get("version") not in meta.get("changelog", {}):
+            problems.append(f"version {meta.get('version')} is missing in 'changelog'")
+        if meta.get("schema") != ZOO_SCHEMA_URL:
+            problems.append(f"schema is not {ZOO_SCHEMA_URL}")
+        for err in sorted(jsonschema.Draft7Validator(ZOO_META_SCHEMA).iter_errors(meta), key=str):
+            where = "/".join(str(p) for p in err.absolute_path) or "metadata"
+            problems.append(f"metadata schema: {where}: {err.message}")
+    return problems
+
+
+def check_json_format(bundle: str) -> list[str]:
+    """pre-commit's ``pretty-format-json --no-sort-keys --indent=4`` and ``end-of-file-fixer`` (the model zoo's hooks):
+    every JSON file of the bundle is exactly ``json.dumps(content, indent=4)`` plus one final newline."""
+    problems = []
+    for path in sorted(glob.glob(os.path.join(bundle, "**", "*.json"), recursive=True)):
+        rel = os.path.relpath(path, bundle)
+        if rel.split(os.sep)[0] in RUN_PRODUCTS:
+            continue
+        with open(path) as f:
+            text = f.read()
+        if text != json.dumps(json.loads(text), indent=4) + "\n":
+            problems.append(f"{rel} is not pretty-printed (4-space indent, final newline)")
+    return problems
+
+
+def _fake_forward_arg(name: str, spec: dict):
+    """A fake value for a non-image input of a ``*_data_format`` entry (timesteps, class labels, a context)."""
+    import torch
+
+    if spec.get("type") == "number":
+        return torch.zeros(1, dtype=torch.long)
+    shape = [int(s) for s in spec.get("spatial_shape", [])] or [1]
+    return torch.zeros(1, *shape, int(spec.get("num_channels", 1)))
+
+
+def check_net_in_out(bundle: str, overlays=("demo.json",), data_format: str | None = None,
+                     spatial_shape: list[int] | None = None) -> list[str]:
+    """MONAI's ``verify_net_in_out`` on ``network_def`` of ``inference.json`` (+ ``overlays``): fake data shaped by
+    ``data_format`` (default ``ddpm_data_format`` where the metadata has it: the denoiser takes timesteps, so
+    ``network_data_format``, which describes the whole translation, does not fit the network), its first input as
+    the image and the others (timesteps, class labels, context) as extra forward arguments. ``spatial_shape``
+    replaces the image's and the prediction's (a smaller one keeps a 3D check fast)."""
+    from monai.bundle import verify_net_in_out
+
+    meta_file = os.path.join(bundle, "configs", "metadata.json")
+    with open(meta_file) as f:
+        meta = json.load(f)
+    key = data_format or ("ddpm_data_format" if "ddpm_data_format" in meta else "network_data_format")
+    fmt = meta[key]
+    (first, image), *others = fmt["inputs"].items()
+    pred = next(iter(fmt["outputs"].values()))
+    if spatial_shape is not None:
+        image, pred = {**image, "spatial_shape": list(spatial_shape)}, {**pred, "spatial_shape": list(spatial_shape)}
+    extra = {name: _fake_forward_arg(name, spec) for name, spec in others}
+    files = [os.path.join(bundle, "configs", c) for c in ("inference.json", *overlays)
+             if os.path.isfile(os.path.join(bundle, "configs", c))]
+    verify_net_in_out(net_id="network_def", meta_file=meta_file, config_file=files, device="cpu", extra_forward_args=extra,
+                      **{"_meta_#network_data_format": {"inputs": {"image": image}, "outputs": {"pred": pred}}})
+    return []
+
+
+STATIC_CHECKS = {"model zoo": check_model_zoo, "json format": check_json_format, "files": check_files,
+                 "metadata": check_metadata, "packages": check_packages, "docs": check_docs, "file sizes": check_sizes, "config paths": check_paths, "multi-GPU overlays": check_overlays}
 
 
 # ------------------------------------------------------------------------------------------------- run checks
@@ -367,6 +496,7 @@ def verify_bundle(bundle: str, workdir: str, standalone: bool = True) -> list[di
         record(f"instantiate {config}", instantiate_config, bundle, config, tiny_overrides(bundle, run, config))
     record("workflow properties", check_properties, bundle, run)
     record("TorchScript", check_torchscript, bundle, run)
+    record("verify_net_in_out", check_net_in_out, bundle)
     if standalone:
         record("standalone + MONAI Label contract", check_standalone, bundle, run, os.path.join(workdir, "standalone"))
     return rows

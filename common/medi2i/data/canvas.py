@@ -18,6 +18,7 @@ from monai.transforms import MapTransform, Resize
 
 from ..errors import require
 from .brats import _load
+from .images2d import _volume_slice
 from .restore2d import RestoreFromSource
 
 
@@ -32,12 +33,13 @@ class Canvas:
 class PrepareCanvasd(MapTransform):
     """``{"image": path}`` -> ``(1, image_size, image_size)`` float32; the input's grid under ``<key>_canvas``.
 
-    Accepts a 2D slice: NIfTI ``(H, W)``, ``(H, W, 1)`` or ``(H, W, 1, C)``, or a PNG with any channels.
+    Accepts a 2D slice: NIfTI ``(H, W)``, ``(H, W, 1)`` or ``(H, W, 1, C)``, or a PNG with any channels; of a volume
+    ``(H, W, D)`` the axial slice ``slice_index`` (``"middle"`` or an index), with that slice's affine.
     """
 
-    def __init__(self, keys="image", image_size: int = 160):
+    def __init__(self, keys="image", image_size: int = 160, slice_index: int | str = "middle"):
         super().__init__(keys)
-        self.image_size = int(image_size)
+        self.image_size, self.slice_index = int(image_size), slice_index
 
     def __call__(self, data):
         d = dict(data)
@@ -45,6 +47,8 @@ class PrepareCanvasd(MapTransform):
             path = str(d[key])
             require(os.path.isfile(path), path, "image file not found")
             image = _load(path, path)
+            if image.ndim == 4 and image.shape[-1] > 1:  # a volume: its middle slice, at that slice's position
+                image = _volume_slice(image, self.slice_index, path)[0]
             plane = [int(s) for s in image.shape[1:3]]
             require(image.ndim >= 3 and all(s == 1 for s in image.shape[3:]) and min(plane) > 1, path,
                     f"expected a 2D slice, got spatial shape {tuple(image.shape[1:])}")

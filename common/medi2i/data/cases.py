@@ -123,7 +123,12 @@ class PrepareSliced(MapTransform):
         d = dict(data)
         for key in self.key_iterator(d):
             path = str(d[key])
-            prepared = prepare_slice({"image": path, "name": os.path.basename(path)}, self.image_size, self.slice_index)
+            case = {"image": path, "name": os.path.basename(path)}
+            if os.path.isdir(path):  # a whole case folder (BraTS <case>_{t1,t1ce,t2,flair}.nii.gz)
+                found = resolve_cases(path)
+                require(len(found) == 1, path, f"expected one case folder, found {len(found)} cases")
+                case = {**found[0], "name": os.path.basename(os.path.normpath(path))}
+            prepared = prepare_slice(case, self.image_size, self.slice_index)
             d[f"{key}_prepared"], d[key] = prepared, prepared.image[..., 0]
         return d
 

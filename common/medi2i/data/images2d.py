@@ -22,6 +22,7 @@ import re
 import numpy as np
 import torch
 from monai.transforms import MapTransform, Resize, ScaleIntensityRangePercentiles
+from monai.data import MetaTensor
 from tqdm import tqdm
 
 from ..errors import check_finite, require
@@ -147,11 +148,17 @@ class Normalised(MapTransform):
     ``source_key`` the input as loaded (values, affine, shape) and the intensities mapped to -1 and 1 are kept under
     ``<source_key>`` for :class:`~medi2i.data.Restored`. A mask under ``mask_key`` (a user's hole mask) must have the
     image's in-plane size; it is binarised (non-zero = 1) and resized with the image (nearest neighbour).
+
+    A volume (``(C, H, W, D)``, D > 1: a prostate T2 series sent to MONAI Label) gives its axial slice
+    ``slice_index`` (``"middle"`` or an index; a volume mask gives the same slice), kept with that slice's own affine,
+    so the restored prediction lies on the input's grid at that slice's position.
     """
 
     def __init__(self, keys="image", image_size: int = 128, percentiles=(0.0, 100.0), flag_key: str = "normalised",
-                 upsize_mode: str = "area", source_key: str | None = None, mask_key: str | None = None):
+                 upsize_mode: str = "area", source_key: str | None = None, mask_key: str | None = None,
+                 slice_index: int | str = "middle"):
         super().__init__(keys)
+        self.slice_index = slice_index
         self.image_size, self.percentiles, self.flag_key = int(image_size), percentiles, flag_key
         self.upsize_mode, self.source_key, self.mask_key = upsize_mode, source_key, mask_key
 
@@ -165,6 +172,9 @@ class Normalised(MapTransform):
         for key in self.key_iterator(d):
             loaded = d[key]
             where = getattr(loaded, "meta", {}).get("filename_or_obj", key)
+            index = None
+            if loaded.ndim == 4 and loaded.shape[-1] > 1:
+                loaded, index = _volume_slice(loaded, self.slice_index, where)
             image = _single_2d(loaded, where)
             check_finite(image, where)
             shape = tuple(image.shape[1:])
@@ -180,7 +190,10 @@ class Normalised(MapTransform):
                                       "range": (lo, hi)}
             if self.mask_key and d.get(self.mask_key) is not None:
                 mask_file = getattr(d[self.mask_key], "meta", {}).get("filename_or_obj") or self.mask_key
-                mask = _single_2d(torch.as_tensor(d[self.mask_key]), mask_file)
+                mask = torch.as_tensor(d[self.mask_key])
+                if index is not None and mask.ndim == 4 and mask.shape[-1] > 1:
+                    mask = mask[..., index:index + 1]
+                mask = _single_2d(mask, mask_file)
                 require(tuple(mask.shape[1:]) == shape, mask_file,
                         f"mask is {tuple(mask.shape[1:])}, image {where} is {shape}")
                 mask = (mask != 0).float()
@@ -188,6 +201,17 @@ class Normalised(MapTransform):
                     d[self.source_key]["mask"] = mask
                 d[self.mask_key] = self._resize(mask, "nearest")
         return d
+
+
+def _volume_slice(volume: torch.Tensor, slice_index: int | str, where):
+    """Axial slice ``slice_index`` (``"middle"`` or an index) of ``(C, H, W, D)`` as ``(C, H, W, 1)`` with its own
+    affine (the volume's, moved to that slice); return it and the index."""
+    depth = volume.shape[-1]
+    index = depth // 2 if slice_index in (None, "middle") else int(slice_index)
+    require(0 <= index < depth, where, f"slice_index {slice_index} is outside the volume's {depth} slices")
+    affine = torch.as_tensor(getattr(volume, "affine", torch.eye(4, dtype=torch.float64))).double().clone()
+    affine[:3, 3] = affine[:3, 3] + affine[:3, 2] * index
+    return MetaTensor(torch.as_tensor(volume)[..., index:index + 1].clone(), affine=affine), index
 
 
 def _single_2d(image: torch.Tensor, where) -> torch.Tensor:

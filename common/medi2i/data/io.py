@@ -31,9 +31,12 @@ def save_nifti(image: torch.Tensor, path: str) -> str:
 
 
 def save_json(obj, path: str) -> str:
+    """Write ``obj`` atomically, formatted as pre-commit's ``pretty-format-json --indent=4`` and ``end-of-file-fixer``
+    want it (bundle configs rewritten by ``tools/sync_configs.py`` stay formatted)."""
     tmp = path + ".part"
     with open(tmp, "w") as f:
-        json.dump(obj, f, indent=2)
+        json.dump(obj, f, indent=4)
+        f.write("\n")
     os.replace(tmp, path)
     return path
 

@@ -52,8 +52,9 @@ class LatentTranslationInferer(Inferer):
 
     def __init__(self, autoencoder: nn.Module, spade: nn.Module | None, scheduler, num_modalities: int,
                  num_inference_steps: int = 50, method: str = "aldm", latent_scale: float = 1.0, amp: bool = False,
-                 progress: bool = False, source_noise_level: int = 500):
+                 progress: bool = False, source_noise_level: int = 500, target: int | None = None):
         super().__init__()
+        self.target = target  # default target index when a caller passes none (MONAI Label: inferer(inputs, network))
         if method not in METHODS:
             raise ValueError(f"method must be one of {METHODS}, got {method!r}")
         self.autoencoder, self.spade, self.scheduler = autoencoder, spade, scheduler
@@ -75,6 +76,9 @@ class LatentTranslationInferer(Inferer):
         if self.method == "identity":
             return x
         self.autoencoder.eval()
+        target = self.target if target is None else target
+        if target is None:
+            raise ValueError("no target modality: pass target=<index> or construct the inferer with target")
         target = torch.as_tensor(target, device=x.device).long().reshape(-1).expand(x.shape[0])
         with torch.autocast("cuda", dtype=torch.bfloat16, enabled=self.amp and x.is_cuda):
             z = self.autoencoder.encode_stage_2_inputs(x).float() * self.latent_scale
