@@ -244,3 +244,30 @@ def test_shape_mismatch_names_the_odd_file(capsys, growth, tmp_path):
     nib.save(nib.Nifti1Image(np.ones((16, 16, 8), np.float32), np.eye(4)), str(t2))
     expect_input_error(capsys, GROWTH, growth, f"{t2}: shape (16, 16, 8) differs from the first modality's (32, 32, 8)")
     shutil.rmtree(case)
+
+
+def test_speed_flags_given_as_text_are_parsed_strictly():
+    """use_flash_attention, gradient_checkpointing, channels_last, compile and tf32 go into MONAI constructors and
+    speed helpers: 'false' from the command line must be False there, and 'maybe' a one-line error."""
+    from medi2i.errors import InputError
+
+    config = os.path.join(ROOT, "bundles", "brats_mri_tumor_growth_regression_guidance", "configs", "inference.json")
+
+    def network(value):
+        parser = ConfigParser()
+        parser.read_config(config)
+        parser["use_flash_attention"] = value
+        return parser.get_parsed_content("network_def")
+
+    flags = lambda net: {m.use_flash_attention for m in net.modules() if hasattr(m, "use_flash_attention")}  # noqa: E731
+    assert flags(network("false")) == {False} and flags(network("TRUE")) == {True}
+    with pytest.raises(Exception) as info:
+        network("maybe")
+    cause = info.value
+    while cause.__cause__ is not None and not isinstance(cause, InputError):
+        cause = cause.__cause__
+    assert isinstance(cause, InputError) and "expected true or false" in str(cause)
+    for path in glob.glob(os.path.join(ROOT, "bundles", "*", "configs", "*.json")):
+        text = open(path).read()
+        for name in ("use_flash_attention", "gradient_checkpointing", "channels_last", "compile"):
+            assert f'"@{name}"' not in text, f"{path}: {name} reaches its consumer unparsed"

@@ -168,13 +168,15 @@ def run_recipe(bundle_dir: str, output_dir: str, tiny: bool = False, retrain: bo
     generator = GENERATORS[data.pop("generator")]
     if real:
         data.update({key: _under(data_root, data[key]) for key in ("source", "test_source") if data.get(key)})
-    timings: dict[str, float] = {}
-    start = time.perf_counter()
-    dataset_dir = generator(os.path.join(output_dir, "data"), **data)
-    timings["data"] = time.perf_counter() - start
-    base = {"bundle_root": output_dir, "dataset_dir": dataset_dir, **recipe.get("overrides", {})}
     weights = recipe.get("weights")
     use_weights = weights and not tiny and not retrain and os.path.isdir(os.path.join(bundle_dir, weights))
+    timings: dict[str, float] = {}
+    start = time.perf_counter()
+    dataset_dir = os.path.join(output_dir, "data")
+    if not (real and use_weights and ("inputs" in recipe or "test_data" in recipe)):  # else only the held-out set is read
+        dataset_dir = generator(dataset_dir, **data)
+    timings["data"] = time.perf_counter() - start
+    base = {"bundle_root": output_dir, "dataset_dir": dataset_dir, **recipe.get("overrides", {})}
     ckpt_dir = os.path.join(bundle_dir, weights) if use_weights else os.path.join(output_dir, "models")
     run_base = {"inputs": [_under(data_root, p) for p in recipe["inputs"]]} if "inputs" in recipe else {}
     if "test_data" in recipe:  # held-out cases as a slice datalist: the run steps translate its test section
