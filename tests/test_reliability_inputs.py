@@ -271,3 +271,12 @@ def test_speed_flags_given_as_text_are_parsed_strictly():
         text = open(path).read()
         for name in ("use_flash_attention", "gradient_checkpointing", "channels_last", "compile"):
             assert f'"@{name}"' not in text, f"{path}: {name} reaches its consumer unparsed"
+
+
+def test_inpainting_default_inputs_errors_are_one_line(capsys, tmp_path):
+    """The tumour-inpainting default inputs (healthy slices of the datalist) are found inside the run: a missing
+    datalist or max_inputs -1 is one error line, not a traceback from config parsing."""
+    bundle = os.path.join(ROOT, "bundles", "brats_mri_tumor_inpainting_segmentation_guidance")
+    base = {"bundle_root": str(tmp_path), "output_dir": str(tmp_path / "out")}
+    expect_input_error(capsys, bundle, {**base, "dataset_dir": str(tmp_path / "nowhere")}, "datalist.json: datalist not found")
+    expect_input_error(capsys, bundle, {**base, "max_inputs": -1}, "max_inputs")

@@ -45,7 +45,8 @@ class GuidedTranslation:
     """Translate every input case towards every target and write the outputs.
 
     Args:
-        inputs: path(s) of case folders, dataset folders, datalist JSONs or single slice files.
+        inputs: path(s) of case folders, dataset folders, datalist JSONs or single slice files, or a callable
+            returning them (called in :meth:`run`).
         output_dir: where case folders and ``summary.csv`` go.
         network: the diffusion model; ``inferer(x, network, **target_kwargs)`` does the translation.
         inferer: e.g. :class:`~medi2i.diffusion.GuidedTranslationInferer`.
@@ -89,7 +90,8 @@ class GuidedTranslation:
         eta = getattr(getattr(self.inferer, "sampler", None), "eta", 0.0)
         require(self.uncertainty_samples <= 1 or eta > 0, "uncertainty_samples",
                 f"{self.uncertainty_samples} samples of deterministic DDIM are identical; set the sampler's eta > 0")
-        cases = resolve_cases(self.inputs, self.section)
+        inputs = self.inputs() if callable(self.inputs) else self.inputs  # a config's lazy default: errors are one line
+        cases = resolve_cases(inputs, self.section)
         refuse_existing_and_load(self.output_dir, [case["name"] for case in cases], self.overwrite, self.checkpoints, self.device)
         if hasattr(self.inferer, "load"):
             self.inferer.load(map_location=self.device)
