@@ -280,3 +280,14 @@ def test_inpainting_default_inputs_errors_are_one_line(capsys, tmp_path):
     base = {"bundle_root": str(tmp_path), "output_dir": str(tmp_path / "out")}
     expect_input_error(capsys, bundle, {**base, "dataset_dir": str(tmp_path / "nowhere")}, "datalist.json: datalist not found")
     expect_input_error(capsys, bundle, {**base, "max_inputs": -1}, "max_inputs")
+
+
+def test_demo_recipes_can_be_run_again_into_the_same_folder():
+    """Output folders are refused unless overwrite: every inference/evaluation step of a demo or real recipe sets it,
+    so the README's `python tools/demo.py` (and --real) works a second time in the same demo_output."""
+    for path in glob.glob(os.path.join(ROOT, "bundles", "*", "configs", "demo.json")):
+        with open(path) as f:
+            recipe = json.load(f)["demo"]
+        for spec in (recipe, recipe.get("real", {})):
+            for step in spec.get("run", []):
+                assert step.get("overrides", {}).get("overwrite") is True, f"{path}: {step['config']}"

@@ -25,7 +25,8 @@ on), ``weights`` the committed real-data weights and ``overrides`` the sizes of 
              "overrides": {...}, "train": [...], "run": [...]}
 
 ``test_data`` (a generator like ``data``, e.g. every 3rd tumour slice of the held-out cases) replaces ``inputs``
-with the test section of the datalist it writes.
+with the test section of the datalist it writes (or, with ``"as_dataset_dir": true``, is the run steps'
+``dataset_dir``, so that they choose from its test section themselves, e.g. healthy slices to inpaint).
 """
 
 from __future__ import annotations
@@ -181,8 +182,9 @@ def run_recipe(bundle_dir: str, output_dir: str, tiny: bool = False, retrain: bo
     run_base = {"inputs": [_under(data_root, p) for p in recipe["inputs"]]} if "inputs" in recipe else {}
     if "test_data" in recipe:  # held-out cases as a slice datalist: the run steps translate its test section
         test = dict(recipe["test_data"])
+        as_dataset = test.pop("as_dataset_dir", False)  # the run configs pick their own inputs from its test section
         test_dir = GENERATORS[test.pop("generator")](os.path.join(output_dir, "test_data"), **{**test, "source": _under(data_root, test["source"])})
-        run_base = {"inputs": os.path.join(test_dir, "datalist.json"), "datalist_section": "test"}
+        run_base = {"dataset_dir": test_dir} if as_dataset else {"inputs": os.path.join(test_dir, "datalist.json"), "datalist_section": "test"}
     steps = [(s, {}) for s in ([] if use_weights else recipe.get("train", []))] + [(s, run_base) for s in recipe.get("run", [])]
     for step, extra in steps:
         overrides = {**base, **extra, **step.get("overrides", {}), **tiny_spec.get("overrides", {}),
