@@ -277,6 +277,36 @@ def test_monai_label_output_on_the_input_grid(tiny_cddpm_run, tmp_path):
         assert isinstance(err.value.__cause__, InputError) and "mask is (30, 40)" in str(err.value.__cause__)
 
 
+def test_runner_writes_the_output_on_the_input_grid(tiny_cddpm_run, tmp_path):
+    """inference.json on a user's 50x40 slice: ``output.nii.gz`` is the network's 32x32 sample, ``restored.nii.gz``
+    the same sample on the input's grid (shape, affine) and in its intensity units, as MONAI Label returns it."""
+    affine = np.array([[0.7, 0, 0, -10], [0, 0.6, 0, 5], [0, 0, 3, 2], [0, 0, 0, 1.0]])
+    image = (100 + 800 * np.outer(np.linspace(0, 1, 50), np.linspace(0.5, 1, 40)))[..., None].astype(np.float32)
+    nib.save(nib.Nifti1Image(image, affine), tmp_path / "slice.nii.gz")
+    inputs = str(tmp_path / "slice.nii.gz")
+    if "inpainting" in tiny_cddpm_run["name"]:  # the user's hole mask, given through a datalist
+        mask = np.zeros_like(image)
+        mask[10:30, 10:25] = 1
+        nib.save(nib.Nifti1Image(mask, affine), tmp_path / "slice_mask.nii.gz")
+        json.dump({"test": [{"image": inputs, "mask": str(tmp_path / "slice_mask.nii.gz")}]}, open(tmp_path / "list.json", "w"))
+        inputs = str(tmp_path / "list.json")
+    parser = ConfigParser()
+    parser.read_config([os.path.join(tiny_cddpm_run["bundle"], "configs", n) for n in ("inference.json", "demo.json")])
+    parser.update({**tiny_overrides(tiny_cddpm_run["bundle"], tiny_cddpm_run), "inputs": inputs, "degrade_inputs": False,
+                   "output_dir": str(tmp_path / "out")})
+    parser.parse()
+    parser.get_parsed_content("restoration").run()
+    folder = tmp_path / "out" / "slice"
+    output, restored = (nib.load(folder / f"{k}.nii.gz") for k in ("output", "restored"))
+    assert output.shape[:2] == (32, 32) and restored.shape[:2] == (50, 40)
+    assert np.allclose(restored.affine, affine, atol=1e-6)
+    values = restored.get_fdata()[..., 0].reshape(50, 40) if restored.ndim > 3 else restored.get_fdata().reshape(50, 40)
+    assert 100 - 1e-3 <= values.min() and values.max() <= 900 + 1e-3 and values.std() > 10
+    if "inpainting" in tiny_cddpm_run["name"]:  # pixels outside the user's hole are the input's own
+        known = mask[..., 0] == 0
+        assert np.allclose(values[known], image[..., 0][known], atol=1e-3)
+
+
 def test_train_configs_have_every_monai_property(tiny_cddpm_run):
     """Train configs lack no MONAI train property, documented or not (test_collection checks that the properties
     the inference config lacks are named in the docs)."""

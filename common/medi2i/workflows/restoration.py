@@ -1,8 +1,9 @@
 """Conditional restoration runners of the Med-cDiff bundles: ``inference.json`` and ``evaluate.json``.
 
 :class:`ConditionalRestoration` turns each input into ``<output_dir>/<case>/`` with ``condition.nii.gz`` (the
-network's input y), ``output.nii.gz`` (the sample), ``target.nii.gz`` and ``mask.nii.gz`` when known, and
-``panel.png``; ``summary.csv`` lists the cases. Inputs are a datalist section (clean slices, degraded by the
+network's input y), ``output.nii.gz`` (the sample, on the network's grid), ``restored.nii.gz`` (the sample on the
+input's own grid, affine and intensity units, when a ``postprocessing`` is given), ``target.nii.gz`` and
+``mask.nii.gz`` when known, and ``panel.png``; ``summary.csv`` lists the cases. Inputs are a datalist section (clean slices, degraded by the
 bundle's seeded degradation: the evaluation setting) or the user's own degraded 2D images (PNG/JPEG/NIfTI).
 Everything is checked before anything is written; case folders appear whole or not at all.
 
@@ -84,13 +85,16 @@ class ConditionalRestoration:
         datalist_section: section of a datalist input.
         batch_size: images per sampler call.
         settings: the config's settings to check first (:func:`~medi2i.settings.check_settings`).
+        postprocessing: transform on ``{..., "pred": sample}`` giving ``pred`` back on the input's grid (the
+            bundle's :class:`~medi2i.data.Restored`, as MONAI Label applies it); written as ``restored.nii.gz``.
     """
 
     def __init__(self, inputs, output_dir: str, network: torch.nn.Module, inferer, transform, checkpoint: str,
                  datalist_section: str = "test", batch_size: int = 8, device="cpu", seed: int = 0,
                  overwrite: bool = False, panel: bool = True, degrade_transform=None, degrade_inputs: bool = False,
-                 settings: dict | None = None):
+                 settings: dict | None = None, postprocessing=None):
         self.inputs, self.output_dir, self.network, self.inferer = inputs, output_dir, network, inferer
+        self.postprocessing = postprocessing
         self.transform, self.checkpoint, self.section = transform, checkpoint, datalist_section
         self.degrade_transform, self.degrade_inputs, self.settings = degrade_transform, degrade_inputs, settings
         self.batch_size, self.device, self.seed = max(1, int(batch_size)), torch.device(device), seed
@@ -134,6 +138,8 @@ class ConditionalRestoration:
             images["output"] = sample.cpu()
             for key, image in images.items():
                 save_nifti(_slab(image, ref), os.path.join(folder, f"{key}.nii.gz"))
+            if self.postprocessing is not None:
+                save_nifti(self.postprocessing({**data, "pred": sample.cpu()})["pred"], os.path.join(folder, "restored.nii.gz"))
             if self.panel:
                 columns = [("input", images["condition"][:1]), ("Med-cDiff", images["output"])]
                 columns += [("ground truth", images["target"])] if "target" in images else []
