@@ -63,10 +63,12 @@ def test_model_zoo_check_catches_what_the_zoo_rejects(tmp_path):
     meta = json.loads((bundle / "configs" / "metadata.json").read_text())
     del meta["authors"]
     meta["version"] = "9.9.9"
+    del meta["ddpm_data_format"]["outputs"]  # the schema holds every <network>_data_format to the same rules
     (bundle / "configs" / "metadata.json").write_text(json.dumps(meta))
     problems = verify.check_model_zoo(str(bundle))
     assert any("LICENSE" in p for p in problems) and any("models/model.pt" in p for p in problems)
     assert any("changelog" in p for p in problems) and any("'authors' is a required property" in p for p in problems)
+    assert any("'outputs' is a required property" in p for p in problems)
     assert verify.check_json_format(str(bundle)) == ["configs/metadata.json is not pretty-printed (4-space indent, final newline)"]
 
 
@@ -152,3 +154,19 @@ def test_multi_gpu_overlay(bundle, config, two_processes, tiny_run, tmp_path):
     assert written, "no checkpoint written"
     events = [f for _, _, files in os.walk(tmp_path) for f in files if f.startswith("events.out.tfevents")]
     assert len({e.split(".")[-2] for e in events}) <= 1, f"TensorBoard files from more than one process: {events}"
+
+
+def test_recipe_variants_extend_another_and_unknown_ones_are_refused(tmp_path):
+    """ALDM's ``short`` run (docs) is the ``tiny`` variant's networks with its own data and step lengths."""
+    from medi2i import InputError
+    from medi2i.recipes import _variant, load_recipe, run_recipe
+
+    bundle = os.path.join(ROOT, "bundles", "brats_mri_multimodal_translation_ldm3d")
+    recipe = load_recipe(bundle)[1]
+    short, tiny = _variant(recipe, "short"), recipe["tiny"]
+    assert short["overrides"]["unet_channels"] == tiny["overrides"]["unet_channels"]  # tiny networks kept
+    assert short["data"]["num_cases"] == 14 and short["data"]["shape"] == tiny["data"]["shape"]
+    assert short["steps"]["train_diffusion.json"]["max_epochs"] * short["steps"]["train_diffusion.json"]["epoch_length"] == 600
+    with pytest.raises(InputError, match="no recipe variant 'nope'"):
+        run_recipe(bundle, str(tmp_path / "out"), variant="nope")
+    assert not (tmp_path / "out").exists()

@@ -6,6 +6,7 @@
     python tools/demo.py --retrain --save_weights   # ... and replace the committed demo weights with them
     python tools/demo.py --bundle bundles/<name> --real   # the real-data weights on held-out real cases of ../shared/data
     python tools/demo.py --bundle bundles/<name> --real --retrain --save_weights   # train them on the real training set
+    python tools/demo.py --bundle bundles/<name> --variant short   # a named variant of the recipe (ALDM's short run)
 
 Writes data, (models,) outputs/ (NIfTI + panel.png per case) and eval/ (metrics tables, plot) to --output_dir.
 """
@@ -25,11 +26,11 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 @exit_on_input_error
 def main(bundle: str = os.path.join(ROOT, "bundles", "brats_mri_tumor_growth_regression_guidance"),
          output_dir: str = "demo_output", retrain: bool = False, tiny: bool = False, save_weights: bool = False,
-         real: bool = False, data_root: str = DATA_ROOT):
+         real: bool = False, data_root: str = DATA_ROOT, variant: str | None = None):
     start = time.perf_counter()
-    result = run_recipe(bundle, output_dir, tiny=tiny, retrain=retrain, real=real, data_root=data_root)
+    result = run_recipe(bundle, output_dir, tiny=tiny, retrain=retrain, real=real, data_root=data_root, variant=variant)
     total = time.perf_counter() - start
-    if save_weights and retrain and not tiny:
+    if save_weights and retrain and not (tiny or variant):
         recipe = load_recipe(bundle)[1]
         target = os.path.join(bundle, (recipe["real"] if real else recipe)["weights"])
         os.makedirs(target, exist_ok=True)

@@ -152,10 +152,13 @@ def run_step(bundle_dir: str, config: str, overrides: dict) -> float:
 
 
 def run_recipe(bundle_dir: str, output_dir: str, tiny: bool = False, retrain: bool = False,
-               extra_overrides: dict | None = None, real: bool = False, data_root: str = DATA_ROOT) -> dict:
+               extra_overrides: dict | None = None, real: bool = False, data_root: str = DATA_ROOT,
+               variant: str | None = None) -> dict:
     """Generate the data, train (unless demo weights are used), run inference and evaluation.
 
-    ``tiny`` uses the recipe's tiny sizes and always trains (a smoke run of every config in order). ``real`` uses
+    ``tiny`` uses the recipe's tiny sizes and always trains (a smoke run of every config in order); ``variant`` names
+    another such entry of the recipe (e.g. ALDM's ``short``: data, overrides and per-step settings over the demo
+    recipe's), which also always trains. ``real`` uses
     the recipe's ``real`` entry: real training data under ``data_root``, its held-out ``inputs``, its weights.
     Returns ``{"seconds": {step: s}, "output_dir": ..., "ckpt_dir": ...}``.
     """
@@ -164,13 +167,16 @@ def run_recipe(bundle_dir: str, output_dir: str, tiny: bool = False, retrain: bo
     if real:
         require("real" in recipe, os.path.join(bundle_dir, "configs", "demo.json"), "has no real-data recipe ('real' entry)")
         recipe = recipe["real"]
-    tiny_spec = recipe.get("tiny", {}) if tiny else {}
+    variant = "tiny" if tiny else variant
+    require(variant is None or isinstance(recipe.get(variant), dict), os.path.join(bundle_dir, "configs", "demo.json"),
+            f"has no recipe variant {variant!r}")
+    tiny_spec = _variant(recipe, variant) if variant else {}
     data = {**recipe["data"], **tiny_spec.get("data", {})}
     generator = GENERATORS[data.pop("generator")]
     if real:
         data.update({key: _under(data_root, data[key]) for key in ("source", "test_source") if data.get(key)})
     weights = recipe.get("weights")
-    use_weights = weights and not tiny and not retrain and os.path.isdir(os.path.join(bundle_dir, weights))
+    use_weights = weights and not variant and not retrain and os.path.isdir(os.path.join(bundle_dir, weights))
     timings: dict[str, float] = {}
     start = time.perf_counter()
     dataset_dir = os.path.join(output_dir, "data")
@@ -191,6 +197,14 @@ def run_recipe(bundle_dir: str, output_dir: str, tiny: bool = False, retrain: bo
                      **tiny_spec.get("steps", {}).get(step["config"], {}), **(extra_overrides or {}), "ckpt_dir": ckpt_dir}
         timings[step["config"]] = run_step(bundle_dir, step["config"], overrides)
     return {"seconds": timings, "output_dir": output_dir, "ckpt_dir": ckpt_dir, "dataset_dir": dataset_dir}
+
+
+def _variant(recipe: dict, name: str) -> dict:
+    """The recipe's variant ``name``; one that ``extends`` another takes that one's entries under its own."""
+    spec = dict(recipe[name])
+    base = _variant(recipe, spec.pop("extends")) if "extends" in spec else {}
+    steps = {k: {**base.get("steps", {}).get(k, {}), **v} for k, v in {**base.get("steps", {}), **spec.get("steps", {})}.items()}
+    return {**base, **spec, **{k: {**base.get(k, {}), **spec.get(k, {})} for k in ("data", "overrides")}, "steps": steps}
 
 
 def _under(root: str, path: str) -> str:
