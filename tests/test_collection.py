@@ -30,7 +30,7 @@ def _overlay_cases():
 
 
 def _without_weights(bundle):
-    return not os.path.isdir(os.path.join(bundle, "models", "demo")) and not verify._read_large_files(bundle)
+    return verify.shipped_weights(bundle) is None and not verify._read_large_files(bundle)
 
 
 def _static_cases():

@@ -123,7 +123,8 @@ class _FlairSegmenter(torch.nn.Module):
 def test_evaluations_on_known_maps(tmp_path):
     """What evaluate*.json report, on maps with known answers: an anomaly map equal to the tumour label has AUROC 1
     and best Dice 1, its inverse AUROC 0 and Dice 0; a change only inside the mask z has share 1 (and the segmenter
-    finds z on the output only), as much change again outside the dilated z halves the share."""
+    finds z on the output only), as much change again outside the dilated z halves the share (and the share of the
+    segmented tumour inside it)."""
     from medi2i.workflows.anomaly_evaluation import AnomalyEvaluation
     from medi2i.workflows.inpainting_evaluation import InpaintingEvaluation
 
@@ -151,6 +152,7 @@ def test_evaluations_on_known_maps(tmp_path):
                                          target=t).run()[0] for t in targets[2:])
     assert inside["share_inside_mask"] == pytest.approx(1) and half["share_inside_mask"] == pytest.approx(0.5)
     assert (inside["dice_output"], inside["dice_input"]) == (1, 0) and half["dice_output"] == pytest.approx(2 / 3)
+    assert inside["tumour_inside_mask"] == 1 and half["tumour_inside_mask"] == pytest.approx(0.5)  # where the tumour is
 
 
 def test_real_brats_case_anomaly_map(inpainting_run, tmp_path):
@@ -209,3 +211,25 @@ def test_monai_label_pieces_of_the_classifier_path(inpainting_run):
     source = nib.load(image)
     assert tuple(out.shape) == tuple(expected.shape) and np.allclose(out.affine.numpy(), source.affine)
     assert torch.allclose(torch.as_tensor(out), torch.as_tensor(expected), atol=0.05)
+
+
+def test_healthy_slices_per_case(tmp_path):
+    """Inputs for inpainting: per case the tumour-free slices with the most brain, ``per_case`` of them."""
+    from medi2i import InputError
+    from medi2i.data import healthy_slices
+
+    entries = []
+    for case in ("a", "b"):
+        for k, (brain, tumour) in enumerate([(5, 0), (9, 0), (7, 0), (12, 1)]):
+            image = np.zeros((8, 8, 1, 4), np.float32)
+            image.reshape(-1, 4)[:brain, 3] = 1  # FLAIR > 0 on ``brain`` pixels
+            path = str(tmp_path / f"{case}{k}.nii.gz")
+            nib.save(nib.Nifti1Image(image, np.eye(4)), path)
+            entries.append({"image": path, "case": case, "has_tumour": tumour})
+    (tmp_path / "datalist.json").write_text(json.dumps({"test": entries}))
+    names = lambda files: [os.path.basename(f)[:2] for f in files]  # noqa: E731
+    assert names(healthy_slices(str(tmp_path / "datalist.json"))) == ["a1", "b1"]
+    assert names(healthy_slices(str(tmp_path / "datalist.json"), per_case=2)) == ["a1", "a2", "b1", "b2"]
+    assert names(healthy_slices(str(tmp_path / "datalist.json"), max_slices=3, per_case=5)) == ["a1", "a2", "a0"]
+    with pytest.raises(InputError, match="healthy_per_case"):
+        healthy_slices(str(tmp_path / "datalist.json"), per_case=0)

@@ -5,7 +5,8 @@ the bundle folder and MONAI Label, which puts the bundle folder on ``sys.path``,
 also shipped as a wheel (``<bundle>/wheels/medi2i-<version>-py3-none-any.whl``, for ``pip install`` where the bundle
 folder is not on ``sys.path``; ``medi2i`` is on no package index, so no metadata lists it as a requirement: the
 model zoo's ``get_bundle_requirements`` turns every ``required_packages_version`` entry into ``name==version``).
-``metadata.json`` gets the exact versions of this environment; the demo weights (``models/demo/*.pt``) become
+``metadata.json`` gets the exact versions of this environment; the shipped weights (``models/demo/*.pt``, else the
+real-data ``models/real/*.pt``) become
 ``models/*.pt`` where the bundle has no ``models/model.pt`` (the model zoo's preferred file); and
 ``<zip>.sha256``/``<zip>.md5`` are written for ``monai.bundle download``-style integrity checks.
 """
@@ -28,6 +29,15 @@ from .errors import require
 
 #: run products in a bundle folder (folders, and compiled files): never exported, not size-checked
 RUN_PRODUCTS = ("runs", "outputs", "eval", "data", "__pycache__", ".pytest_cache", "*.pyc")
+
+
+def shipped_weights(bundle: str) -> str | None:
+    """The committed weights folder the export places in ``models/``: ``models/demo`` (phantom demo weights), else
+    ``models/real`` (real-data weights), when it holds a ``model.pt``."""
+    for folder in ("models/demo", "models/real"):
+        if os.path.isfile(os.path.join(bundle, folder, "model.pt")):
+            return folder
+    return None
 
 
 def _version(package: str) -> str | None:
@@ -127,11 +137,11 @@ def export_bundle(bundle_dir: str, output_dir: str) -> str:
         shutil.copytree(os.path.dirname(os.path.abspath(medi2i.__file__)), os.path.join(staged, "medi2i"),
                         ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
         build_wheel(os.path.join(staged, "wheels"))
-        demo = os.path.join(staged, "models", "demo")
-        if os.path.isdir(demo) and not os.path.isfile(os.path.join(staged, "models", "model.pt")):
-            for f in sorted(os.listdir(demo)):
+        shipped = shipped_weights(staged)
+        if shipped and not os.path.isfile(os.path.join(staged, "models", "model.pt")):
+            for f in sorted(os.listdir(os.path.join(staged, shipped))):
                 if f.endswith(".pt"):
-                    shutil.copy2(os.path.join(demo, f), os.path.join(staged, "models", f))
+                    shutil.copy2(os.path.join(staged, shipped, f), os.path.join(staged, "models", f))
         with open(os.path.join(staged, "configs", "metadata.json"), "w") as f:
             json.dump(meta, f, indent=4)
             f.write("\n")

@@ -24,7 +24,7 @@ import zipfile
 
 from monai.bundle import ConfigParser, ConfigWorkflow
 
-from .export import RUN_PRODUCTS, export_bundle
+from .export import RUN_PRODUCTS, export_bundle, shipped_weights
 from .recipes import load_recipe, run_recipe
 
 REQUIRED_FILES = ("LICENSE", "configs/metadata.json", "configs/inference.json", "configs/evaluate.json",
@@ -246,7 +246,7 @@ def _read_large_files(bundle: str) -> list[dict]:
 def check_model_zoo(bundle: str, exported: bool = False) -> list[str]:
     """What the model zoo's ``ci/verify_bundle.py`` checks in ``min`` and ``regular`` mode, without downloading:
     necessary and preferred files (``models/model.pt``: present, listed in ``large_files.yml``, or in the repository
-    as ``models/demo/model.pt``, which the export places there), version in the changelog, the metadata against
+    as ``models/demo/model.pt`` or ``models/real/model.pt``, which the export places there), version in the changelog, the metadata against
     :data:`ZOO_META_SCHEMA`, and ``large_files.yml`` entries complete (path, url, hash_val, hash_type)."""
     import jsonschema
 
@@ -258,7 +258,7 @@ def check_model_zoo(bundle: str, exported: bool = False) -> list[str]:
             problems.append(f"large_files entry {entry.get('path', '?')} lacks {', '.join(missing)}")
     listed = {os.path.normpath(e.get("path", "")) for e in large}
     weights = (os.path.isfile(os.path.join(bundle, "models", "model.pt")) or os.path.normpath("models/model.pt") in listed
-               or (not exported and os.path.isfile(os.path.join(bundle, "models", "demo", "model.pt"))))
+               or (not exported and shipped_weights(bundle) is not None))
     if not weights:
         problems.append("preferred file models/model.pt is neither present nor listed in large_files.yml")
     if not os.path.isfile(os.path.join(bundle, "configs", "inference.json")):

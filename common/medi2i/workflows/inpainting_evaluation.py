@@ -2,8 +2,9 @@
 
 Per case: the share of the absolute change ``sum_c |output - input|`` that lies inside the desired mask z
 dilated by ``margin`` pixels (the paper's claim: only the masked region changes), the Dice between the
-segmenter's ``S(x_0, 0) > threshold`` and z on the output (and on the input, as the baseline), and PSNR/SSIM
-over the brain outside the dilated mask.
+segmenter's ``S(x_0, 0) > threshold`` and z on the output (and on the input, as the baseline), the share of that
+segmented tumour on the output lying inside the dilated z (where the inserted tumour is; NaN when none is found),
+and PSNR/SSIM over the brain outside the dilated mask.
 """
 
 from __future__ import annotations
@@ -40,7 +41,7 @@ class InpaintingEvaluation:
     grid, as during inference; the change and PSNR/SSIM are measured on the written slices); overwrite (write into a non-empty
     output_dir) and the config's settings to check first (:func:`~medi2i.settings.check_settings`)."""
 
-    KEYS = ("share_inside_mask", "dice_output", "dice_input", "psnr_outside_mask", "ssim_outside_mask")
+    KEYS = ("share_inside_mask", "dice_output", "dice_input", "tumour_inside_mask", "psnr_outside_mask", "ssim_outside_mask")
 
     def __init__(self, inference_dir: str, output_dir: str, segmenter: torch.nn.Module, segmenter_checkpoint: str,
                  margin: int = 3, threshold: float = 0.5, target: str = "inpainted", image_size: int = 256, device="cpu",
@@ -51,12 +52,15 @@ class InpaintingEvaluation:
         self.image_size, self.overwrite, self.settings = int(image_size), overwrite, settings
 
     @torch.no_grad()
-    def _dice(self, image: torch.Tensor, z: torch.Tensor) -> float:
-        """Dice of ``S(x, 0) > threshold`` and z, both ``(1, C, H, W)`` brought to the network grid."""
+    def _segment(self, image: torch.Tensor, z: torch.Tensor) -> tuple[float, float]:
+        """Dice of ``S(x, 0) > threshold`` and z, both ``(1, C, H, W)`` brought to the network grid, and the share
+        of the segmented pixels inside z dilated by ``margin`` network pixels."""
         image, z = to_network_grid(image[0], self.image_size)[None], to_network_grid(z[0], self.image_size, mask=True)[None]
         t = torch.zeros(1, dtype=torch.long, device=self.device)
         seg = (torch.sigmoid(self.segmenter(image.to(self.device), timesteps=t)) > self.threshold).float().cpu()
-        return float(compute_dice(seg, z, include_background=True, ignore_empty=False)[0, 0])
+        found = float(seg.sum())
+        inside = float(seg[dilate(z > 0, self.margin)].sum()) / found if found else float("nan")
+        return float(compute_dice(seg, z, include_background=True, ignore_empty=False)[0, 0]), inside
 
     def _case_metrics(self, row: dict) -> dict:
         folder = os.path.join(self.inference_dir, row["case"])
@@ -67,9 +71,10 @@ class InpaintingEvaluation:
         change = (x_out - x_in).abs().sum(1, keepdim=True)
         region = dilate(z, self.margin)
         outside = brain_mask(x_in[0])[None] & ~region
+        dice_output, tumour_inside = self._segment(x_out, z.float())
         return {"case": row["case"], "target": row["target"],
                 "share_inside_mask": float(change[region].sum() / change.sum().clamp_min(1e-12)),
-                "dice_output": self._dice(x_out, z.float()), "dice_input": self._dice(x_in, z.float()),
+                "dice_output": dice_output, "dice_input": self._segment(x_in, z.float())[0], "tumour_inside_mask": tumour_inside,
                 "psnr_outside_mask": float(masked_psnr(x_out, x_in, outside)),
                 "ssim_outside_mask": float(masked_ssim(x_out, x_in, outside))}
 
