@@ -19,7 +19,6 @@ import numpy as np
 import pytest
 
 from conftest import ROOT, shared
-from medi2i import verify
 from medi2i.serving import prepare_monailabel_bundle, write_monailabel_app
 
 if importlib.util.find_spec("monailabel") is None:
@@ -30,14 +29,14 @@ if importlib.util.find_spec("monailabel") is None:
 FAST = {"ddim_steps": 5, "sampling_method": "ddim"}
 PROSTATE = ("prostatex", "ProstateX-0000", "ProstateX-0000_t2w_tra.nii.gz")
 BRATS = ("brats2018", "Brats18_TCIA01_201_1")
-# bundle, image under ../shared/data, request parameters, weights ("demo": models/demo; "tiny": trained in the test)
+# bundle, image under ../shared/data, request parameters, weights ("shipped": models/demo, else models/real)
 CASES = [
     ("chest_xray_denoising_cddpm", ("chest_xray_nih", "00000075_000.png"), {}, "demo"),
     ("prostate_mri_super_resolution_cddpm", PROSTATE, {}, "demo"),
     ("prostate_mri_inpainting_cddpm", PROSTATE, {"slice_index": 8}, "demo"),
     ("brats_mri_tumor_growth_regression_guidance", BRATS, {"output_channel": 3}, "demo"),
     ("brain_mri_contrast_generation_cddpm", ("ixi_thickslice", "ds_IXI002-Guys-0828-T1.nii.gz"), {"contrast": "T2"}, "demo"),
-    ("brats_mri_tumor_inpainting_segmentation_guidance", BRATS, {}, "tiny"),
+    ("brats_mri_tumor_inpainting_segmentation_guidance", BRATS, {}, "shipped"),
 ]
 
 
@@ -65,14 +64,9 @@ def stand_in(tmp_path_factory):
         sys.path.remove(path)
 
 
-def _served_bundle(bundle, weights, model_dir, tiny_run):
-    path = os.path.join(ROOT, "bundles", bundle)
-    if weights == "demo":
-        return prepare_monailabel_bundle(path, model_dir, overrides=FAST)
-    run = tiny_run(path)  # no shipped weights: the recipe's tiny run trains them
-    overrides = {k: v for k, v in verify.tiny_overrides(path, run, "inference.json").items()
-                 if k not in ("bundle_root", "ckpt_dir", "dataset_dir", "output_dir", "inputs")}
-    return prepare_monailabel_bundle(path, model_dir, weights=run["ckpt_dir"], overrides={**overrides, **FAST})
+def _served_bundle(bundle, weights, model_dir):
+    return prepare_monailabel_bundle(os.path.join(ROOT, "bundles", bundle), model_dir,
+                                     weights=weights if weights == "shipped" else f"models/{weights}", overrides=FAST)
 
 
 def _check_on_input_grid(written_path, source_path):
@@ -97,11 +91,11 @@ def _check_on_input_grid(written_path, source_path):
 
 
 @pytest.mark.parametrize("bundle,image,params,weights", CASES, ids=[c[0] for c in CASES])
-def test_bundle_infer_task(bundle, image, params, weights, stand_in, tiny_run, tmp_path):
+def test_bundle_infer_task(bundle, image, params, weights, stand_in, tmp_path):
     from monailabel.tasks.infer.bundle import BundleInferTask
 
     source = shared(*image)
-    served = _served_bundle(bundle, weights, str(tmp_path / "model"), tiny_run)
+    served = _served_bundle(bundle, weights, str(tmp_path / "model"))
     task = BundleInferTask(served, {}, extend_load_image=False, add_post_restore=False)
     assert task.is_valid()
     written, _ = task({"image": source, "device": "cpu", **params})

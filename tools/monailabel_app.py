@@ -6,7 +6,7 @@
 
 Each bundle becomes ``<app>/model/<bundle>/`` (see ``medi2i.serving.prepare_monailabel_bundle``): one merged
 ``configs/inference.json`` (``inference.json`` + ``--overlays``, default the demo size ``demo.json``, +
-``--overrides``), the ``*.pt`` of ``--weights`` (default ``models/demo``) in ``models/``, the shared package vendored.
+``--overrides``), the ``*.pt`` of ``--weights`` (default: the bundle's shipped ``models/demo``, else ``models/real``) in ``models/``, the shared package vendored.
 """
 
 import os
@@ -18,7 +18,7 @@ from medi2i.serving import prepare_monailabel_bundle, write_monailabel_app
 
 
 @exit_on_input_error
-def main(app_dir: str, *bundles: str, weights: str = "models/demo", overlays=("demo.json",), overrides: dict | None = None):
+def main(app_dir: str, *bundles: str, weights: str = "shipped", overlays=("demo.json",), overrides: dict | None = None):
     write_monailabel_app(app_dir)
     for bundle in bundles:
         print(prepare_monailabel_bundle(bundle, os.path.join(app_dir, "model"), weights=weights or None,

@@ -125,18 +125,19 @@ def monailabel_config(bundle_dir: str, overlays=("demo.json",), overrides: dict 
     return config
 
 
-def prepare_monailabel_bundle(bundle_dir: str, model_dir: str, weights: str | None = "models/demo",
+def prepare_monailabel_bundle(bundle_dir: str, model_dir: str, weights: str | None = "shipped",
                               overlays=("demo.json",), overrides: dict | None = None, name: str | None = None,
                               vendor: bool = True) -> str:
     """Write ``<model_dir>/<name>/``: the bundle as MONAI Label's ``BundleInferTask`` serves it — one merged
     ``configs/inference.json`` (:func:`monailabel_config`), ``configs/metadata.json``, the ``*.pt`` of ``weights``
-    (a folder, relative to the bundle or absolute) in ``models/``, and the shared package vendored (``vendor``)."""
+    (a folder, relative to the bundle or absolute; ``"shipped"``: the bundle's ``models/demo``, else ``models/real``)
+    in ``models/``, and the shared package vendored (``vendor``)."""
     import json
     import shutil
 
     import medi2i
 
-    from .export import RUN_PRODUCTS
+    from .export import RUN_PRODUCTS, shipped_weights
 
     bundle_dir = os.path.abspath(bundle_dir)
     name = name or os.path.basename(os.path.normpath(bundle_dir))
@@ -145,6 +146,8 @@ def prepare_monailabel_bundle(bundle_dir: str, model_dir: str, weights: str | No
     os.makedirs(os.path.join(dest, "models"), exist_ok=True)
     config = monailabel_config(bundle_dir, overlays, overrides)
     helpers = {config[k] for k in ("autoencoder_file", "spade_file") if "autoencoder_def" in config and k in config}
+    if weights == "shipped":
+        weights = shipped_weights(bundle_dir)
     if weights:
         src = weights if os.path.isabs(weights) else os.path.join(bundle_dir, weights)
         for f in sorted(os.listdir(src)):
