@@ -153,6 +153,8 @@ def test_evaluations_on_known_maps(tmp_path):
     assert inside["share_inside_mask"] == pytest.approx(1) and half["share_inside_mask"] == pytest.approx(0.5)
     assert (inside["dice_output"], inside["dice_input"]) == (1, 0) and half["dice_output"] == pytest.approx(2 / 3)
     assert inside["tumour_inside_mask"] == 1 and half["tumour_inside_mask"] == pytest.approx(0.5)  # where the tumour is
+    assert inside["flair_change_inside_mask"] == pytest.approx(0.3) and inside["flair_change_outside_mask"] == pytest.approx(0)
+    assert half["flair_change_outside_mask"] > 0.01  # FLAIR raised outside the dilated z too
 
 
 def test_real_brats_case_anomaly_map(inpainting_run, tmp_path):

@@ -92,7 +92,7 @@ RULES: dict[str, Callable] = {
     "num_samples": _POSITIVE_INT, "uncertainty_samples": _COUNT, "trajectory_frames": _COUNT, "pixdim": _POSITIVE,
     "margin": _COUNT, "threshold": _FRACTION, "tumour_flair_ratio": _POSITIVE, "tissue_threshold": _FINITE,
     "histogram_bins": _POSITIVE_INT, "max_real": _COUNT, "panel_cases": _COUNT, "fid_in_channels": _POSITIVE_INT,
-    "mask_radius": _POSITIVE, "min_brain_fraction": _FRACTION, "max_inputs": _COUNT, "healthy_per_case": _COUNT, "sr_factor": Range(1),
+    "mask_radius": _POSITIVE, "min_brain_fraction": _FRACTION, "max_inputs": _COUNT, "healthy_per_case": _POSITIVE_INT, "sr_factor": Range(1),
     "latent_scale": _POSITIVE, "roi_size": Each(_POSITIVE_INT), "noise_std": Each(_WEIGHT), "salt_pepper": Each(_FRACTION),
     "mask_area": Each(Range(0, 1, above=True)),
 }

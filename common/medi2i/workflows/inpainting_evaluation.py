@@ -4,7 +4,8 @@ Per case: the share of the absolute change ``sum_c |output - input|`` that lies 
 dilated by ``margin`` pixels (the paper's claim: only the masked region changes), the Dice between the
 segmenter's ``S(x_0, 0) > threshold`` and z on the output (and on the input, as the baseline), the share of that
 segmented tumour on the output lying inside the dilated z (where the inserted tumour is; NaN when none is found),
-and PSNR/SSIM over the brain outside the dilated mask.
+the mean signed FLAIR change inside z and over the brain outside the dilated z (a check that does not use the
+guiding segmenter: an inserted tumour is FLAIR-bright), and PSNR/SSIM over the brain outside the dilated mask.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ import os
 
 import numpy as np
 import torch
-from monai.metrics import compute_dice
+from monai.metrics import compute_confusion_matrix_metric, compute_dice, get_confusion_matrix
 
 from ..data.brats import brain_mask
 from ..data.slices import to_network_grid
@@ -41,7 +42,8 @@ class InpaintingEvaluation:
     grid, as during inference; the change and PSNR/SSIM are measured on the written slices); overwrite (write into a non-empty
     output_dir) and the config's settings to check first (:func:`~medi2i.settings.check_settings`)."""
 
-    KEYS = ("share_inside_mask", "dice_output", "dice_input", "tumour_inside_mask", "psnr_outside_mask", "ssim_outside_mask")
+    KEYS = ("share_inside_mask", "dice_output", "dice_input", "tumour_inside_mask", "flair_change_inside_mask",
+            "flair_change_outside_mask", "psnr_outside_mask", "ssim_outside_mask")
 
     def __init__(self, inference_dir: str, output_dir: str, segmenter: torch.nn.Module, segmenter_checkpoint: str,
                  margin: int = 3, threshold: float = 0.5, target: str = "inpainted", image_size: int = 256, device="cpu",
@@ -58,9 +60,9 @@ class InpaintingEvaluation:
         image, z = to_network_grid(image[0], self.image_size)[None], to_network_grid(z[0], self.image_size, mask=True)[None]
         t = torch.zeros(1, dtype=torch.long, device=self.device)
         seg = (torch.sigmoid(self.segmenter(image.to(self.device), timesteps=t)) > self.threshold).float().cpu()
-        found = float(seg.sum())
-        inside = float(seg[dilate(z > 0, self.margin)].sum()) / found if found else float("nan")
-        return float(compute_dice(seg, z, include_background=True, ignore_empty=False)[0, 0]), inside
+        inside = get_confusion_matrix(seg, dilate(z > 0, self.margin).float(), include_background=True)
+        return (float(compute_dice(seg, z, include_background=True, ignore_empty=False)[0, 0]),
+                float(compute_confusion_matrix_metric("precision", inside)[0, 0]))  # NaN when nothing is segmented
 
     def _case_metrics(self, row: dict) -> dict:
         folder = os.path.join(self.inference_dir, row["case"])
@@ -71,10 +73,12 @@ class InpaintingEvaluation:
         change = (x_out - x_in).abs().sum(1, keepdim=True)
         region = dilate(z, self.margin)
         outside = brain_mask(x_in[0])[None] & ~region
+        flair_change = (x_out - x_in)[:, -1:]
         dice_output, tumour_inside = self._segment(x_out, z.float())
         return {"case": row["case"], "target": row["target"],
                 "share_inside_mask": float(change[region].sum() / change.sum().clamp_min(1e-12)),
                 "dice_output": dice_output, "dice_input": self._segment(x_in, z.float())[0], "tumour_inside_mask": tumour_inside,
+                "flair_change_inside_mask": float(flair_change[z].mean()), "flair_change_outside_mask": float(flair_change[outside].mean()),
                 "psnr_outside_mask": float(masked_psnr(x_out, x_in, outside)),
                 "ssim_outside_mask": float(masked_ssim(x_out, x_in, outside))}
 
