@@ -170,3 +170,30 @@ def test_recipe_variants_extend_another_and_unknown_ones_are_refused(tmp_path):
     with pytest.raises(InputError, match="no recipe variant 'nope'"):
         run_recipe(bundle, str(tmp_path / "out"), variant="nope")
     assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("dtype", [None, "float16"])
+def test_saved_recipe_weights_load_into_the_float32_network(tmp_path, dtype):
+    """``tools/demo.py --save_weights`` copies a run's weights, in half precision when the recipe says so (ALDM's
+    real weights, to fit the size budget); they load into the configured float32 network all the same."""
+    from medi2i.recipes import save_recipe_weights
+    from medi2i.workflows import load_weights
+
+    bundle, runs = tmp_path / "bundle", tmp_path / "run_models"
+    (bundle / "configs").mkdir(parents=True)
+    runs.mkdir()
+    real = {"weights": "models/real", **({"weights_dtype": dtype} if dtype else {})}
+    (bundle / "configs" / "demo.json").write_text(json.dumps({"demo": {"real": real}}))
+    torch.manual_seed(0)
+    network = torch.nn.Sequential(torch.nn.Conv2d(1, 8, 3), torch.nn.BatchNorm2d(8))
+    torch.save(network.state_dict(), runs / "model.pt")
+    target = save_recipe_weights(str(bundle), str(runs), real=True)
+    saved = torch.load(os.path.join(target, "model.pt"), weights_only=True)
+    assert saved["0.weight"].dtype == (torch.float16 if dtype else torch.float32)
+    assert saved["1.num_batches_tracked"].dtype == torch.int64  # integer buffers untouched
+    fresh = load_weights(torch.nn.Sequential(torch.nn.Conv2d(1, 8, 3), torch.nn.BatchNorm2d(8)), os.path.join(target, "model.pt"))
+    error = (fresh[0].weight - network[0].weight).abs().max().item()
+    assert fresh[0].weight.dtype == torch.float32 and error <= (1e-3 if dtype else 0.0)
+    if dtype:
+        assert error > 0 and os.path.getsize(os.path.join(target, "model.pt")) < os.path.getsize(runs / "model.pt")
+    assert sorted(os.listdir(target)) == ["model.pt"]  # no temporary file left

@@ -12,13 +12,12 @@ Writes data, (models,) outputs/ (NIfTI + panel.png per case) and eval/ (metrics 
 """
 
 import os
-import shutil
 import time
 
 import fire
 
 from medi2i.errors import exit_on_input_error
-from medi2i.recipes import DATA_ROOT, load_recipe, run_recipe
+from medi2i.recipes import DATA_ROOT, run_recipe, save_recipe_weights
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -31,12 +30,7 @@ def main(bundle: str = os.path.join(ROOT, "bundles", "brats_mri_tumor_growth_reg
     result = run_recipe(bundle, output_dir, tiny=tiny, retrain=retrain, real=real, data_root=data_root, variant=variant)
     total = time.perf_counter() - start
     if save_weights and retrain and not (tiny or variant):
-        recipe = load_recipe(bundle)[1]
-        target = os.path.join(bundle, (recipe["real"] if real else recipe)["weights"])
-        os.makedirs(target, exist_ok=True)
-        for name in os.listdir(result["ckpt_dir"]):
-            shutil.copy2(os.path.join(result["ckpt_dir"], name), os.path.join(target, name))
-        print(f"demo weights saved to {target}")
+        print(f"demo weights saved to {save_recipe_weights(bundle, result['ckpt_dir'], real=real)}")
     print("\nsteps (seconds): " + ", ".join(f"{k} {v:.1f}" for k, v in result["seconds"].items()) + f"; total {total:.1f}")
     print(f"weights: {result['ckpt_dir']}")
     print(f"outputs: {os.path.join(result['output_dir'], 'outputs')} (one folder per case with NIfTI files and panel.png)")

@@ -33,9 +33,11 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import time
 from collections.abc import Callable
 
+import torch
 from monai.bundle import run as bundle_run
 
 from .data.contrast_slices import build_contrast_datalist, contrast_phantoms
@@ -212,3 +214,30 @@ def _under(root: str, path: str) -> str:
     full = os.path.join(root, path)
     require(os.path.exists(full), full, f"real data not found (set data_root; see {os.path.join(root, 'SOURCES.md')})")
     return full
+
+
+def _cast_floats(state, dtype: torch.dtype):
+    """``state`` (a state dict, possibly nested) with its floating-point tensors in ``dtype``."""
+    if isinstance(state, dict):
+        return {key: _cast_floats(value, dtype) for key, value in state.items()}
+    return state.to(dtype) if torch.is_tensor(state) and torch.is_floating_point(state) else state
+
+
+def save_recipe_weights(bundle_dir: str, ckpt_dir: str, real: bool = False) -> str:
+    """Copy the ``.pt`` files a training run left in ``ckpt_dir`` into the recipe's ``weights`` folder (each written
+    to a temporary name, then renamed). With ``"weights_dtype": "float16"`` in the recipe, floating-point tensors are
+    stored in half precision (half the size; ``load_state_dict`` casts them back to the network's float32)."""
+    recipe = load_recipe(bundle_dir)[1]
+    recipe = recipe["real"] if real else recipe
+    target = os.path.join(bundle_dir, recipe["weights"])
+    dtype = getattr(torch, recipe["weights_dtype"]) if "weights_dtype" in recipe else None
+    os.makedirs(target, exist_ok=True)
+    for name in sorted(n for n in os.listdir(ckpt_dir) if n.endswith(".pt")):
+        source, path = os.path.join(ckpt_dir, name), os.path.join(target, name)
+        if dtype is None:
+            shutil.copy2(source, path + ".part")
+        else:
+            state = torch.load(source, map_location="cpu", weights_only=True)
+            torch.save(_cast_floats(state, dtype), path + ".part")
+        os.replace(path + ".part", path)
+    return target

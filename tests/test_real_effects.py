@@ -1,0 +1,65 @@
+"""Issue 13: each bundle's real-data weights (``models/real``) on held-out real cases of ``../shared/data``, run as
+the docs run them (``python tools/demo.py --bundle ... --real``), and the direction of the paper's effect there.
+
+Skipped with the reason when the held-out data or the committed weights are absent. The figures the docs report
+come from the same runs; these tests hold their direction, not their decimals.
+"""
+
+import json
+import os
+
+import pytest
+
+from conftest import ROOT, shared
+from medi2i.recipes import run_recipe
+
+
+def _real_run(bundle: str, tmp_path, **extra) -> str:
+    """``run_recipe(real=True)`` with the committed weights; returns the run's ``eval/`` folder."""
+    bundle_dir = os.path.join(ROOT, "bundles", bundle)
+    if not os.path.isfile(os.path.join(bundle_dir, "models", "real", "model.pt")):
+        pytest.skip(f"no real-data weights in {bundle_dir}/models/real")
+    result = run_recipe(bundle_dir, str(tmp_path / "run"), real=True, extra_overrides=extra or None)
+    return os.path.join(result["output_dir"], "eval")
+
+
+def _rows(path: str, key: str) -> dict:
+    with open(path) as f:
+        return {row[key]: row for row in json.load(f)["rows"]}
+
+
+def test_denoising_beats_noisy_median_and_nlm_on_held_out_radiographs(tmp_path):
+    """Med-cDiff (DDIM 50, eta 1) against the noisy input, a 3x3 median and non-local means on the five held-out NIH
+    radiographs: higher mean PSNR and SSIM, lower NMSE than each."""
+    shared("chest_xray_nih")
+    rows = _rows(os.path.join(_real_run("chest_xray_denoising_cddpm", tmp_path), "metrics.json"), "method")
+    ours = rows["Med-cDiff"]
+    assert ours["n"] == 5
+    for baseline in ("noisy input", "median 3x3", "non-local means"):
+        assert ours["psnr"] > rows[baseline]["psnr"] and ours["ssim"] > rows[baseline]["ssim"], baseline
+        assert ours["nmse"] < rows[baseline]["nmse"], baseline
+
+
+def test_inpainting_inserts_the_tumour_inside_the_mask_of_a_held_out_case(tmp_path):
+    """Segmentation-guided inpainting of the held-out BraTS case's tumour-free slices: the segmented tumour lies
+    inside the dilated desired mask, overlaps it (Dice far above the input's), and FLAIR brightens inside the mask
+    far more than outside it (an intensity check independent of the guiding segmenter)."""
+    shared("brats2018", "Brats18_TCIA01_201_1")
+    row = _rows(os.path.join(_real_run("brats_mri_tumor_inpainting_segmentation_guidance", tmp_path, healthy_per_case=3),
+                             "metrics.json"), "target")["inpainted"]
+    assert row["n"] == 3
+    assert row["tumour_inside_mask"] > 0.9
+    assert row["dice_output"] > row["dice_input"] + 0.5
+    assert row["flair_change_inside_mask"] > 5 * abs(row["flair_change_outside_mask"])
+    assert row["psnr_outside_mask"] > 25
+
+
+def test_growth_grow_request_enlarges_the_tumour_of_held_out_slices(tmp_path):
+    """Regression guidance with a fixed positive s_t ("grow") on the held-out BraTS case's tumour slices: the tumour
+    measured on the output (FLAIR hyperintensity, not the guiding regressor) is larger than the input's on at least
+    80 % of them. (Shrinking and monotonicity in the desired value are not reached yet: see the bundle's docs.)"""
+    shared("brats2018", "Brats18_TCIA01_201_1")
+    eval_dir = _real_run("brats_mri_tumor_growth_regression_guidance", tmp_path, desired_values=[0.1], fixed_scales=[1.0])
+    effects = _rows(os.path.join(eval_dir, "effects.json"), "slices")
+    (row,) = effects.values()
+    assert row["slices"] >= 20 and row["grow_share"] >= 0.8
