@@ -151,21 +151,13 @@ def test_real_server_infers_over_http(stand_in, tmp_path):
 
 
 def test_bundle_infer_task_aldm_target_as_request_parameter(stand_in, tmp_path):
-    """ALDM (no shipped weights: randomly initialised autoencoder, MS-SPADE and UNet at demo size; the point is the
-    serving path): one MR sequence volume in, the requested target sequence out on the input's grid and affine."""
-    import torch
-    from monai.bundle import ConfigParser
+    """ALDM with its shipped real-data weights (models/real, float16 on disk): one MR sequence volume in, the
+    requested target sequence out on the input's grid and affine."""
     from monailabel.tasks.infer.bundle import BundleInferTask
 
     source = shared("brats2018", "Brats18_TCIA01_201_1", "Brats18_TCIA01_201_1_t1.nii.gz")
     bundle = os.path.join(ROOT, "bundles", "brats_mri_multimodal_translation_ldm3d")
-    parser = ConfigParser()
-    parser.read_config([os.path.join(bundle, "configs", c) for c in ("inference.json", "demo.json")])
-    weights = tmp_path / "weights"
-    weights.mkdir()
-    for key, name in (("autoencoder_def", "autoencoder.pt"), ("spade_def", "spade.pt"), ("network_def", "model.pt")):
-        torch.save(parser.get_parsed_content(key).state_dict(), weights / name)
-    served = prepare_monailabel_bundle(bundle, str(tmp_path / "model"), weights=str(weights),
+    served = prepare_monailabel_bundle(bundle, str(tmp_path / "model"), weights="shipped",
                                        overrides={"num_inference_steps": 2})
     task = BundleInferTask(served, {}, extend_load_image=False, add_post_restore=False)
     assert task.is_valid() and task._config["model_filename"] == ["model.pt"]  # helpers are not offered as the model
