@@ -5,9 +5,11 @@ bundle, a one-process group for the others)."""
 
 import json
 import os
+import pathlib
 import shutil
 import subprocess
 import sys
+import zipfile
 
 import nibabel as nib
 import numpy as np
@@ -16,6 +18,7 @@ import torch
 
 from conftest import BUNDLES, ROOT
 from medi2i import verify
+from medi2i.export import export_bundle
 from medi2i.serving import bundle_infer
 
 BUNDLE_DIRS = [os.path.join(ROOT, "bundles", b) for b in BUNDLES]
@@ -197,3 +200,23 @@ def test_saved_recipe_weights_load_into_the_float32_network(tmp_path, dtype):
     if dtype:
         assert error > 0 and os.path.getsize(os.path.join(target, "model.pt")) < os.path.getsize(runs / "model.pt")
     assert sorted(os.listdir(target)) == ["model.pt"]  # no temporary file left
+
+
+def test_export_with_weights_url_ships_large_files_yml(tmp_path):
+    """``--weights_url``: the zip carries no weights but a model-zoo ``large_files.yml``; MONAI's
+    ``download_large_files`` then fetches them from the URL (here a file:// folder) and checks their sha256."""
+    from monai.bundle import download_large_files
+
+    bundle = os.path.join(ROOT, "bundles", "brats_mri_multimodal_translation_ldm3d")
+    base = tmp_path / "dist" / f"{os.path.basename(bundle)}_v{json.load(open(os.path.join(bundle, 'configs', 'metadata.json')))['version']}"
+    zip_path = export_bundle(bundle, str(tmp_path / "dist"), weights_url=(pathlib.Path(str(base) + "_weights")).as_uri())
+    with zipfile.ZipFile(zip_path) as zf:
+        assert not [n for n in zf.namelist() if n.endswith(".pt")]
+        zf.extractall(tmp_path / "unpacked")
+    unpacked = tmp_path / "unpacked" / os.path.basename(bundle)
+    assert verify.check_model_zoo(str(unpacked), exported=True) == []  # models/model.pt listed with url and hash
+    download_large_files(bundle_path=str(unpacked))
+    for name in ("autoencoder.pt", "spade.pt", "model.pt"):
+        assert (unpacked / "models" / name).read_bytes() == (pathlib.Path(bundle) / "models" / "real" / name).read_bytes()
+    with pytest.raises(ValueError, match="exists already"):
+        export_bundle(bundle, str(tmp_path / "dist"), weights_url="https://example.org/w")

@@ -1,5 +1,6 @@
 """The bundles served by the real MONAI Label (``monailabel`` 0.8.5, issue 14): its stock ``BundleInferTask`` on each
-2D bundle with real images from ../shared/data, and the real server answering ``/infer/<model>`` over HTTP.
+bundle with real images from ../shared/data, and the real server answering ``/infer/<model>`` over HTTP (a 2D bundle
+and ALDM with its target sequence as a request parameter).
 
 Skipped when ``monailabel`` is not installed. Install it without its GPU-only dependencies (sam2, torchvision,
 CUDA torch) as ``tests/requirements-monailabel.txt`` says. ``monailabel.transform.post`` imports torchvision's
@@ -29,6 +30,7 @@ if importlib.util.find_spec("monailabel") is None:
 FAST = {"ddim_steps": 5, "sampling_method": "ddim"}
 PROSTATE = ("prostatex", "ProstateX-0000", "ProstateX-0000_t2w_tra.nii.gz")
 BRATS = ("brats2018", "Brats18_TCIA01_201_1")
+ALDM_SOURCE = (*BRATS, "Brats18_TCIA01_201_1_t1.nii.gz")
 # bundle, image under ../shared/data, request parameters, weights ("shipped": models/demo, else models/real)
 CASES = [
     ("chest_xray_denoising_cddpm", ("chest_xray_nih", "00000075_000.png"), {}, "demo"),
@@ -112,13 +114,16 @@ def _free_port() -> int:
 def test_real_server_infers_over_http(stand_in, tmp_path):
     import httpx
 
-    source = shared(*PROSTATE)
+    source, aldm_source = shared(*PROSTATE), shared(*ALDM_SOURCE)
     app = write_monailabel_app(str(tmp_path / "app"))
     prepare_monailabel_bundle(os.path.join(ROOT, "bundles", "prostate_mri_super_resolution_cddpm"),
                               os.path.join(app, "model"), overrides=FAST)
+    prepare_monailabel_bundle(os.path.join(ROOT, "bundles", "brats_mri_multimodal_translation_ldm3d"),
+                              os.path.join(app, "model"), overrides={"num_inference_steps": 2})
     studies = tmp_path / "studies"
     studies.mkdir()
-    os.symlink(source, studies / os.path.basename(source))
+    for path in (source, aldm_source):
+        os.symlink(path, studies / os.path.basename(path))
     port = _free_port()
     env = {**os.environ, "OMP_NUM_THREADS": "1",
            "PYTHONPATH": os.pathsep.join(p for p in [stand_in, os.environ.get("PYTHONPATH")] if p)}
@@ -137,13 +142,22 @@ def test_real_server_infers_over_http(stand_in, tmp_path):
                 pass
             time.sleep(0.5)
         info = httpx.get(f"{url}/info/", timeout=30).json()
-        assert "prostate_mri_super_resolution_cddpm" in info["models"], info
-        response = httpx.post(f"{url}/infer/prostate_mri_super_resolution_cddpm",
-                              params={"image": "ProstateX-0000_t2w_tra", "output": "image"},
-                              data={"params": json.dumps({"device": "cpu"})}, timeout=300)
-        assert response.status_code == 200, response.text[-2000:] + (tmp_path / "server.log").read_text()[-3000:]
-        (tmp_path / "pred.nii.gz").write_bytes(response.content)
-        _check_on_input_grid(str(tmp_path / "pred.nii.gz"), source)
+        assert {"prostate_mri_super_resolution_cddpm", "brats_mri_multimodal_translation_ldm3d"} <= set(info["models"]), info
+
+        def infer(model, image, params):
+            response = httpx.post(f"{url}/infer/{model}", params={"image": image, "output": "image"},
+                                  data={"params": json.dumps({"device": "cpu", **params})}, timeout=300)
+            assert response.status_code == 200, response.text[-2000:] + (tmp_path / "server.log").read_text()[-3000:]
+            path = tmp_path / f"{model}_{len(params)}.nii.gz"
+            path.write_bytes(response.content)
+            return str(path)
+
+        _check_on_input_grid(infer("prostate_mri_super_resolution_cddpm", "ProstateX-0000_t2w_tra", {}), source)
+        translated = nib.load(infer("brats_mri_multimodal_translation_ldm3d", "Brats18_TCIA01_201_1_t1", {"target": "flair"}))
+        reference = nib.load(aldm_source)  # the whole volume back on the input's grid, the requested target's image
+        assert translated.shape == reference.shape and np.allclose(translated.affine, reference.affine, atol=1e-3)
+        data = np.asarray(translated.dataobj, dtype=np.float32)
+        assert np.isfinite(data).all() and data.std() > 0
     finally:
         server.terminate()
         server.wait(timeout=30)
@@ -155,7 +169,7 @@ def test_bundle_infer_task_aldm_target_as_request_parameter(stand_in, tmp_path):
     requested target sequence out on the input's grid and affine."""
     from monailabel.tasks.infer.bundle import BundleInferTask
 
-    source = shared("brats2018", "Brats18_TCIA01_201_1", "Brats18_TCIA01_201_1_t1.nii.gz")
+    source = shared(*ALDM_SOURCE)
     bundle = os.path.join(ROOT, "bundles", "brats_mri_multimodal_translation_ldm3d")
     served = prepare_monailabel_bundle(bundle, str(tmp_path / "model"), weights="shipped",
                                        overrides={"num_inference_steps": 2})

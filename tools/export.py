@@ -2,6 +2,8 @@
 
     python tools/export.py bundles/brats_mri_tumor_growth_regression_guidance --output_dir dist
     python tools/export.py --all --output_dir dist
+    python tools/export.py --all --output_dir dist --weights_url https://example.org/medi2i/v1   # where you upload
+        # the weights: the zips then carry large_files.yml instead, the weights lie in dist/<bundle>_v<version>_weights/
 """
 
 import glob
@@ -16,11 +18,11 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 @exit_on_input_error
-def main(*bundles: str, output_dir: str = "dist", all: bool = False):  # noqa: A002 - the flag users type
+def main(*bundles: str, output_dir: str = "dist", all: bool = False, weights_url: str | None = None):  # noqa: A002
     if all:
         bundles = sorted(p for p in glob.glob(os.path.join(ROOT, "bundles", "*")) if os.path.isdir(p))
     for bundle in bundles:
-        print(export_bundle(bundle, output_dir))
+        print(export_bundle(bundle, output_dir, weights_url))
 
 
 if __name__ == "__main__":

@@ -9,6 +9,11 @@ model zoo's ``get_bundle_requirements`` turns every ``required_packages_version`
 real-data ``models/real/*.pt``) become
 ``models/*.pt`` where the bundle has no ``models/model.pt`` (the model zoo's preferred file); and
 ``<zip>.sha256``/``<zip>.md5`` are written for ``monai.bundle download``-style integrity checks.
+
+With ``weights_url`` (where the publisher will host the weights) the zip carries no weights: every ``models/**/*.pt``
+moves to ``<bundle>_v<version>_weights/`` beside the zip, to be uploaded under that URL, and the bundle gets the
+model zoo's ``large_files.yml`` (path, url, sha256) from which ``python -m monai.bundle download_large_files`` fetches
+and checks them.
 """
 
 from __future__ import annotations
@@ -122,8 +127,28 @@ def build_wheel(output_dir: str) -> str:
     return path
 
 
-def export_bundle(bundle_dir: str, output_dir: str) -> str:
-    """Write ``<output_dir>/<bundle>_v<version>.zip`` (+ ``.sha256``, ``.md5``); return the zip's path."""
+def externalise_weights(staged: str, weights_dir: str, weights_url: str) -> list[dict]:
+    """Move every ``models/**/*.pt`` of the bundle folder ``staged`` to the same relative path under ``weights_dir``
+    and write ``<staged>/large_files.yml`` listing them (url ``<weights_url>/<path>``, sha256); return the entries."""
+    entries = []
+    for root, _, names in sorted(os.walk(os.path.join(staged, "models"))):
+        for name in sorted(n for n in names if n.endswith(".pt")):
+            path = os.path.relpath(os.path.join(root, name), staged).replace(os.sep, "/")
+            entries.append({"path": path, "url": f"{weights_url.rstrip('/')}/{path}",
+                            "hash_val": file_hashes(os.path.join(staged, path))["sha256"], "hash_type": "sha256"})
+            os.makedirs(os.path.dirname(os.path.join(weights_dir, path)), exist_ok=True)
+            shutil.move(os.path.join(staged, path), os.path.join(weights_dir, path))
+    require(entries, staged, "has no weights (models/**/*.pt) to list in large_files.yml")
+    with open(os.path.join(staged, "large_files.yml"), "w") as f:
+        f.write("large_files:\n")
+        for e in entries:
+            f.write("".join(f"{'  - ' if i == 0 else '    '}{k}: \"{v}\"\n" for i, (k, v) in enumerate(e.items())))
+    return entries
+
+
+def export_bundle(bundle_dir: str, output_dir: str, weights_url: str | None = None) -> str:
+    """Write ``<output_dir>/<bundle>_v<version>.zip`` (+ ``.sha256``, ``.md5``); return the zip's path. With
+    ``weights_url``, the weights go to ``<output_dir>/<bundle>_v<version>_weights/`` and ``large_files.yml``."""
     bundle_dir = os.path.abspath(bundle_dir)
     name = os.path.basename(os.path.normpath(bundle_dir))
     meta_path = os.path.join(bundle_dir, "configs", "metadata.json")
@@ -146,6 +171,11 @@ def export_bundle(bundle_dir: str, output_dir: str) -> str:
             json.dump(meta, f, indent=4)
             f.write("\n")
         base = os.path.join(os.path.abspath(output_dir), f"{name}_v{meta['version']}")
+        if weights_url:
+            weights_dir = base + "_weights"
+            require(not os.path.exists(weights_dir), weights_dir, "exists already (remove it to export again)")
+            externalise_weights(staged, weights_dir + ".part", weights_url)
+            os.replace(weights_dir + ".part", weights_dir)
         archive = shutil.make_archive(base + ".part", "zip", root_dir=tmp, base_dir=name)
         os.replace(archive, base + ".zip")
     zip_path = base + ".zip"

@@ -87,13 +87,14 @@ def _radiograph_slices(folder: str, source: str, image_size: int = 64, val_fract
 
 
 def _contrast_slices(folder: str, source: str, test_source: str | None = None, image_size: int = 64,
-                     val_fraction: float = 0.15, seed: int = 0) -> str:
-    """Contrast-labelled slices of the real BraTS cases under ``source`` (training/validation) and, as the test
-    section, of the held-out cases under ``test_source``; returns ``folder`` (kept when already there)."""
+                     val_fraction: float = 0.15, test_fraction: float = 0.0, seed: int = 0) -> str:
+    """Contrast-labelled slices of the real BraTS cases under ``source`` (training/validation/test by
+    ``test_fraction``) and, as the test section, of the held-out cases under ``test_source``; returns ``folder``
+    (kept when already there)."""
     datalist = os.path.join(folder, "datalist.json")
     if not os.path.isfile(datalist):
         build_contrast_datalist({"brats": source}, folder, image_size=image_size, val_fraction=val_fraction,
-                                test_fraction=0.0, seed=seed)
+                                test_fraction=test_fraction, seed=seed)
         if test_source:
             held_out = build_contrast_datalist({"brats": test_source}, os.path.join(folder, "test"), image_size=image_size,
                                                val_fraction=0.0, test_fraction=1.0, seed=seed)
