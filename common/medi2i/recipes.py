@@ -133,14 +133,17 @@ GENERATORS["brats_volumes"] = _brats_volumes
 DATA_ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", "..", "..", "shared", "data"))
 
 
-def load_recipe(bundle_dir: str) -> tuple[dict, dict]:
-    """``(overrides, recipe)`` from ``<bundle_dir>/configs/demo.json``."""
+def load_recipe(bundle_dir: str, real: bool = False) -> tuple[dict, dict]:
+    """``(overrides, recipe)`` from ``<bundle_dir>/configs/demo.json``; ``real`` gives the recipe's ``real`` entry."""
     path = os.path.join(bundle_dir, "configs", "demo.json")
     require(os.path.isfile(path), bundle_dir, "bundle has no configs/demo.json recipe")
     with open(path) as f:
         overlay = json.load(f)
     recipe = overlay.pop("demo", None)
     require(isinstance(recipe, dict), path, "has no 'demo' recipe entry")
+    if real:
+        require(isinstance(recipe.get("real"), dict), path, "has no real-data recipe ('real' entry)")
+        recipe = recipe["real"]
     return overlay, recipe
 
 
@@ -166,10 +169,7 @@ def run_recipe(bundle_dir: str, output_dir: str, tiny: bool = False, retrain: bo
     Returns ``{"seconds": {step: s}, "output_dir": ..., "ckpt_dir": ...}``.
     """
     bundle_dir, output_dir = os.path.abspath(bundle_dir), os.path.abspath(output_dir)
-    _, recipe = load_recipe(bundle_dir)
-    if real:
-        require("real" in recipe, os.path.join(bundle_dir, "configs", "demo.json"), "has no real-data recipe ('real' entry)")
-        recipe = recipe["real"]
+    _, recipe = load_recipe(bundle_dir, real)
     variant = "tiny" if tiny else variant
     require(variant is None or isinstance(recipe.get(variant), dict), os.path.join(bundle_dir, "configs", "demo.json"),
             f"has no recipe variant {variant!r}")
@@ -228,8 +228,7 @@ def save_recipe_weights(bundle_dir: str, ckpt_dir: str, real: bool = False) -> s
     """Copy the ``.pt`` files a training run left in ``ckpt_dir`` into the recipe's ``weights`` folder (each written
     to a temporary name, then renamed). With ``"weights_dtype": "float16"`` in the recipe, floating-point tensors are
     stored in half precision (half the size; ``load_state_dict`` casts them back to the network's float32)."""
-    recipe = load_recipe(bundle_dir)[1]
-    recipe = recipe["real"] if real else recipe
+    recipe = load_recipe(bundle_dir, real)[1]
     target = os.path.join(bundle_dir, recipe["weights"])
     dtype = getattr(torch, recipe["weights_dtype"]) if "weights_dtype" in recipe else None
     os.makedirs(target, exist_ok=True)
