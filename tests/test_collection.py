@@ -202,8 +202,8 @@ def test_saved_recipe_weights_load_into_the_float32_network(tmp_path, dtype):
     assert sorted(os.listdir(target)) == ["model.pt"]  # no temporary file left
 
 
-def test_export_with_weights_url_ships_large_files_yml(tmp_path):
-    """``--weights_url``: the zip carries no weights but a model-zoo ``large_files.yml``; MONAI's
+def test_export_with_weights_url_ships_large_files_list(tmp_path):
+    """``--weights_url``: the zip carries no weights but the model zoo's ``large_files.json``; MONAI's
     ``download_large_files`` then fetches them from the URL (here a file:// folder) and checks their sha256."""
     from monai.bundle import download_large_files
 
@@ -215,6 +215,7 @@ def test_export_with_weights_url_ships_large_files_yml(tmp_path):
         zf.extractall(tmp_path / "unpacked")
     unpacked = tmp_path / "unpacked" / os.path.basename(bundle)
     assert verify.check_model_zoo(str(unpacked), exported=True) == []  # models/model.pt listed with url and hash
+    assert verify.check_json_format(str(unpacked)) == []
     download_large_files(bundle_path=str(unpacked))
     for name in ("autoencoder.pt", "spade.pt", "model.pt"):
         assert (unpacked / "models" / name).read_bytes() == (pathlib.Path(bundle) / "models" / "real" / name).read_bytes()

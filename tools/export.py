@@ -3,7 +3,7 @@
     python tools/export.py bundles/brats_mri_tumor_growth_regression_guidance --output_dir dist
     python tools/export.py --all --output_dir dist
     python tools/export.py --all --output_dir dist --weights_url https://example.org/medi2i/v1   # where you upload
-        # the weights: the zips then carry large_files.yml instead, the weights lie in dist/<bundle>_v<version>_weights/
+        # the weights: the zips then carry large_files.json instead, the weights lie in dist/<bundle>_v<version>_weights/
 """
 
 import glob

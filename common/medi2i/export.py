@@ -12,7 +12,7 @@ real-data ``models/real/*.pt``) become
 
 With ``weights_url`` (where the publisher will host the weights) the zip carries no weights: every ``models/**/*.pt``
 moves to ``<bundle>_v<version>_weights/`` beside the zip, to be uploaded under that URL, and the bundle gets the
-model zoo's ``large_files.yml`` (path, url, sha256) from which ``python -m monai.bundle download_large_files`` fetches
+model zoo's large-files list (``large_files.json``: path, url, sha256) from which ``python -m monai.bundle download_large_files`` fetches
 and checks them.
 """
 
@@ -129,7 +129,8 @@ def build_wheel(output_dir: str) -> str:
 
 def externalise_weights(staged: str, weights_dir: str, weights_url: str) -> list[dict]:
     """Move every ``models/**/*.pt`` of the bundle folder ``staged`` to the same relative path under ``weights_dir``
-    and write ``<staged>/large_files.yml`` listing them (url ``<weights_url>/<path>``, sha256); return the entries."""
+    and write ``<staged>/large_files.json`` listing them (url ``<weights_url>/<path>``, sha256); return the entries.
+    JSON, which the model zoo and MONAI's ``download_large_files`` read like ``large_files.yml``, needs no PyYAML."""
     entries = []
     for root, _, names in sorted(os.walk(os.path.join(staged, "models"))):
         for name in sorted(n for n in names if n.endswith(".pt")):
@@ -138,17 +139,16 @@ def externalise_weights(staged: str, weights_dir: str, weights_url: str) -> list
                             "hash_val": file_hashes(os.path.join(staged, path))["sha256"], "hash_type": "sha256"})
             os.makedirs(os.path.dirname(os.path.join(weights_dir, path)), exist_ok=True)
             shutil.move(os.path.join(staged, path), os.path.join(weights_dir, path))
-    require(entries, staged, "has no weights (models/**/*.pt) to list in large_files.yml")
-    with open(os.path.join(staged, "large_files.yml"), "w") as f:
-        f.write("large_files:\n")
-        for e in entries:
-            f.write("".join(f"{'  - ' if i == 0 else '    '}{k}: \"{v}\"\n" for i, (k, v) in enumerate(e.items())))
+    require(entries, staged, "has no weights (models/**/*.pt) to list in large_files.json")
+    with open(os.path.join(staged, "large_files.json"), "w") as f:
+        json.dump({"large_files": entries}, f, indent=4)
+        f.write("\n")
     return entries
 
 
 def export_bundle(bundle_dir: str, output_dir: str, weights_url: str | None = None) -> str:
     """Write ``<output_dir>/<bundle>_v<version>.zip`` (+ ``.sha256``, ``.md5``); return the zip's path. With
-    ``weights_url``, the weights go to ``<output_dir>/<bundle>_v<version>_weights/`` and ``large_files.yml``."""
+    ``weights_url``, the weights go to ``<output_dir>/<bundle>_v<version>_weights/`` and ``large_files.json``."""
     bundle_dir = os.path.abspath(bundle_dir)
     name = os.path.basename(os.path.normpath(bundle_dir))
     meta_path = os.path.join(bundle_dir, "configs", "metadata.json")
