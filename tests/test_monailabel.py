@@ -144,20 +144,23 @@ def test_real_server_infers_over_http(stand_in, tmp_path):
         info = httpx.get(f"{url}/info/", timeout=30).json()
         assert {"prostate_mri_super_resolution_cddpm", "brats_mri_multimodal_translation_ldm3d"} <= set(info["models"]), info
 
-        def infer(model, image, params):
+        def infer(model, image, params, name):
             response = httpx.post(f"{url}/infer/{model}", params={"image": image, "output": "image"},
                                   data={"params": json.dumps({"device": "cpu", **params})}, timeout=300)
             assert response.status_code == 200, response.text[-2000:] + (tmp_path / "server.log").read_text()[-3000:]
-            path = tmp_path / f"{model}_{len(params)}.nii.gz"
+            path = tmp_path / f"{name}.nii.gz"
             path.write_bytes(response.content)
             return str(path)
 
-        _check_on_input_grid(infer("prostate_mri_super_resolution_cddpm", "ProstateX-0000_t2w_tra", {}), source)
-        translated = nib.load(infer("brats_mri_multimodal_translation_ldm3d", "Brats18_TCIA01_201_1_t1", {"target": "flair"}))
-        reference = nib.load(aldm_source)  # the whole volume back on the input's grid, the requested target's image
-        assert translated.shape == reference.shape and np.allclose(translated.affine, reference.affine, atol=1e-3)
-        data = np.asarray(translated.dataobj, dtype=np.float32)
-        assert np.isfinite(data).all() and data.std() > 0
+        _check_on_input_grid(infer("prostate_mri_super_resolution_cddpm", "ProstateX-0000_t2w_tra", {}, "sr"), source)
+        reference, outputs = nib.load(aldm_source), {}
+        for target in ("t2", "flair"):  # the whole volume back on the input's grid, the requested target's image
+            translated = nib.load(infer("brats_mri_multimodal_translation_ldm3d", "Brats18_TCIA01_201_1_t1",
+                                        {"target": target}, target))
+            assert translated.shape == reference.shape and np.allclose(translated.affine, reference.affine, atol=1e-3)
+            outputs[target] = np.asarray(translated.dataobj, dtype=np.float32)
+            assert np.isfinite(outputs[target]).all() and outputs[target].std() > 0
+        assert not np.allclose(outputs["t2"], outputs["flair"])  # the request's target reached the inferer
     finally:
         server.terminate()
         server.wait(timeout=30)

@@ -71,7 +71,8 @@ def test_contrast_classifier_recognises_generated_contrasts_of_the_requested_kin
     three times in four (chance: one in four), more often than without guidance (w = 0)."""
     shared("brats2018", "Brats18_TCIA01_201_1")
     eval_dir = _real_run("brain_mri_contrast_generation_cddpm", tmp_path, guidance_weights=[0, 2], num_samples=4)
-    mean = {row["guidance_weight"]: row["mean_accuracy"] for row in json.load(open(os.path.join(eval_dir, "summary.json")))["rows"]}
-    per_contrast = [row for row in json.load(open(os.path.join(eval_dir, "metrics.json")))["rows"] if row["guidance_weight"] == 2]
+    mean = {w: row["mean_accuracy"] for w, row in _rows(os.path.join(eval_dir, "summary.json"), "guidance_weight").items()}
+    with open(os.path.join(eval_dir, "metrics.json")) as f:  # one row per (w, contrast): not keyed by one column
+        per_contrast = [row for row in json.load(f)["rows"] if row["guidance_weight"] == 2]
     assert len(per_contrast) == 4 and all(row["n"] == 4 and row["accuracy"] >= 0.5 for row in per_contrast), per_contrast
     assert mean[2] >= 0.75 and mean[2] > mean[0], mean
