@@ -69,9 +69,10 @@ def test_configs_describe_the_same_networks():
     small = {"image_size": 32, "norm_num_groups": 8, "ddpm_channels": [8, 16], "ddpm_attention_levels": [False, True],
              "regressor_channels": [8, 16], "regressor_attention_levels": [False, True], "regressor_num_head_channels": 8}
     ddpm = [_parsed(c, "network_def", **small).state_dict() for c in ("train_diffusion.json", "inference.json")]
-    regressors = [_parsed("train_regressor.json", "network_def", **small).state_dict(),
-                  _parsed("inference.json", "regressor_def", **small).state_dict(),
-                  _parsed("evaluate.json", "regressor_def", **small).state_dict()]
+    regressor_nets = [_parsed("train_regressor.json", "network_def", **small), _parsed("inference.json", "regressor_def", **small),
+                      _parsed("evaluate.json", "regressor_def", **small)]
+    assert all(net.input_norm for net in regressor_nets)  # trained and used on standardised channels alike
+    regressors = [net.state_dict() for net in regressor_nets]
     for group in (ddpm, regressors):
         shapes = [{k: v.shape for k, v in sd.items()} for sd in group]
         assert all(s == shapes[0] for s in shapes[1:])

@@ -26,6 +26,19 @@ def test_flatten_is_monais_encoder():
     assert torch.equal(ours(x, timesteps=t), monai_net(x, timesteps=t))
 
 
+
+def test_input_norm_makes_the_output_blind_to_each_channels_level_and_scale():
+    """With ``input_norm`` a per-channel gain and offset of the input (a brighter or dimmer FLAIR) leaves the output
+    unchanged, so guidance through it cannot move a channel's global level; without it the output follows them."""
+    x, t = torch.rand(2, 2, 16, 16), torch.tensor([0, 500])
+    gain, offset = torch.tensor([0.7, 1.3]).view(1, 2, 1, 1), torch.tensor([0.2, -0.1]).view(1, 2, 1, 1)
+    for input_norm, same in ((True, True), (False, False)):
+        torch.manual_seed(0)
+        net = PooledDiffusionModelEncoder(2, 2, 1, input_shape=(16, 16), pool_head_channels=8, input_norm=input_norm, **SMALL).eval()
+        with torch.no_grad():
+            change = (net(x * gain + offset, timesteps=t) - net(x, timesteps=t)).abs().max().item()
+        assert (change < 1e-4) == same, (input_norm, change)
+
 def test_attention_pooled_regressor_learns_an_area_fraction():
     """Trained briefly on random squares, the regressor predicts the bright fraction of unseen images."""
     def batch(n, gen):

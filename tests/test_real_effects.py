@@ -54,15 +54,16 @@ def test_inpainting_inserts_the_tumour_inside_the_mask_of_a_held_out_case(tmp_pa
     assert row["psnr_outside_mask"] > 25
 
 
-def test_growth_grow_request_enlarges_the_tumour_of_held_out_slices(tmp_path):
-    """Regression guidance with a fixed positive s_t ("grow") on the held-out BraTS case's tumour slices: the tumour
-    measured on the output (FLAIR hyperintensity, not the guiding regressor) is larger than the input's on at least
-    80 % of them. (Shrinking and monotonicity in the desired value are not reached yet: see the bundle's docs.)"""
+def test_growth_grow_and_shrink_requests_move_the_tumour_of_held_out_slices(tmp_path):
+    """Regression guidance with the demo's fixed s_t = +0.3 ("grow") and -0.3 ("shrink") on the held-out BraTS case's
+    tumour slices: the tumour measured on the output (FLAIR hyperintensity, not the guiding regressor) is larger than
+    the input's on at least 80 % of them for grow and smaller on most of them for shrink (measured 96 % and 74 %;
+    the issue's 80 % for shrink and monotonicity in the desired value are not reached yet: see the bundle's docs)."""
     shared("brats2018", "Brats18_TCIA01_201_1")
-    eval_dir = _real_run("brats_mri_tumor_growth_regression_guidance", tmp_path, desired_values=[0.1], fixed_scales=[1.0])
+    eval_dir = _real_run("brats_mri_tumor_growth_regression_guidance", tmp_path, desired_values=[0.1])
     effects = _rows(os.path.join(eval_dir, "effects.json"), "slices")
     (row,) = effects.values()
-    assert row["slices"] >= 20 and row["grow_share"] >= 0.8
+    assert row["slices"] >= 20 and row["grow_share"] >= 0.8 and row["shrink_share"] >= 0.6
 
 
 def test_contrast_classifier_recognises_generated_contrasts_of_the_requested_kind(tmp_path):

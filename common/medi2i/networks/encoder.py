@@ -9,6 +9,10 @@ over space first: GroupNorm, SiLU, then
   positional embedding (the authors' setting);
 * ``pool="adaptive"``: global average pooling and a linear layer;
 * ``pool="flatten"``: MONAI's own head, unchanged.
+
+``input_norm=True`` standardises each input channel per sample (instance normalisation without affine terms)
+before the first convolution, so the output cannot depend on a channel's global level or scale, only on its
+spatial pattern (not in the papers; see the growth bundle's docs).
 """
 
 from __future__ import annotations
@@ -44,9 +48,10 @@ class PooledDiffusionModelEncoder(DiffusionModelEncoder):
     """
 
     def __init__(self, spatial_dims: int, in_channels: int, out_channels: int, input_shape=(64, 64),
-                 pool: str = "attention", pool_head_channels: int = 64, **kwargs):
+                 pool: str = "attention", pool_head_channels: int = 64, input_norm: bool = False, **kwargs):
         super().__init__(spatial_dims=spatial_dims, in_channels=in_channels, out_channels=out_channels,
                          input_shape=input_shape, **kwargs)
+        self.input_norm = bool(input_norm)
         if pool == "flatten":
             return
         if pool not in ("attention", "adaptive"):
@@ -64,3 +69,8 @@ class PooledDiffusionModelEncoder(DiffusionModelEncoder):
         self.out = nn.Sequential(nn.Unflatten(1, (channels, *final_shape)),
                                  nn.GroupNorm(kwargs.get("norm_num_groups", 32), channels, eps=kwargs.get("norm_eps", 1e-6)),
                                  nn.SiLU(), head)
+
+    def forward(self, x: torch.Tensor, timesteps: torch.Tensor, context=None, class_labels=None) -> torch.Tensor:
+        if self.input_norm:
+            x = nn.functional.instance_norm(x)
+        return super().forward(x, timesteps, context, class_labels)
