@@ -337,3 +337,34 @@ def test_diffusion_alone_sees_no_conditioning_input_and_starts_from_the_noised_s
     out = translate(x)
     assert len(calls) == 2 and all(c == 0 for c in calls)  # DDIM from L = 500, 250 apart: two UNet calls, no condition
     assert out.shape == x.shape and torch.equal(translate(x), out) and not torch.allclose(translate(1 - x), out, atol=1e-4)
+
+
+def test_stage3_validation_batches_are_the_same_at_every_run_and_cover_every_pair():
+    """The validation loss compares checkpoints, not draws: each volume gives all 12 off-diagonal (source, target)
+    pairs once, at timesteps spread over [0, T), with the same noise at every call whatever the global RNG does."""
+    from monai.networks.schedulers import DDPMScheduler
+
+    from medi2i.engines.aldm import FixedLatentDiffusionBatch
+
+    class Autoencoder(torch.nn.Module):  # latents = the image repeated on 3 channels
+        def encode_stage_2_inputs(self, x):
+            return x.repeat(1, 3, 1, 1, 1)
+
+    scheduler = DDPMScheduler(1000, schedule="scaled_linear_beta", beta_start=0.0015, beta_end=0.0195)
+    prepare = FixedLatentDiffusionBatch(Autoencoder(), scheduler, condition="source", seed=3)
+    images = torch.rand(2, 4, 4, 4, 4)
+    inputs, noise, _, kwargs = prepare({"image": images})
+    torch.rand(5)  # the global RNG moves on between validation runs
+    again = prepare({"image": images})
+    assert torch.equal(again[0], inputs) and torch.equal(again[1], noise) and torch.equal(again[3]["timesteps"], kwargs["timesteps"])
+    assert inputs.shape == (24, 6, 4, 4, 4)
+    targets = kwargs["context"][:, 0].argmax(1)
+    timesteps = kwargs["timesteps"]
+    for volume in range(2):
+        rows = range(12 * volume, 12 * volume + 12)
+        found = set()
+        for k in rows:  # the condition channels are the source modality of this volume
+            (source,) = [m for m in range(4) if torch.equal(inputs[k, 0], images[volume, m])]
+            found.add((source, int(targets[k])))
+        assert found == {(s, t) for s in range(4) for t in range(4) if s != t}
+        assert sorted(timesteps[list(rows)].tolist()) == [int((k + 0.5) * 1000 / 12) for k in range(12)]

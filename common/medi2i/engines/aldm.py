@@ -8,7 +8,8 @@
 * Stage 2, :class:`SpadeStep`: MS-SPADE maps frozen source latents to target latents (latent L1) and back
   (cycle term, :func:`spade_cycle_loss`).
 * Stage 3, :class:`LatentDiffusionPrepareBatch`: batches for MONAI's ``SupervisedTrainer`` so that the UNet sees
-  ``concat(z_src^tar, z_t^tar)`` with the target one-hot as cross-attention context (Eq. 4).
+  ``concat(z_src^tar, z_t^tar)`` with the target one-hot as cross-attention context (Eq. 4);
+  :class:`FixedLatentDiffusionBatch` gives its validation the same pairs, timesteps and noise at every run.
 
 Each sample draws its own source and target modality (all M x M pairs, the diagonal included, as Table 2).
 """
@@ -232,17 +233,46 @@ class LatentDiffusionPrepareBatch(PrepareBatch):
             raise ValueError(f"condition must be 'spade', 'source' or 'none', got {condition!r}")
         self.pairs, self.scheduler, self.spade, self.condition = LatentPairs(autoencoder, latent_scale), scheduler, spade, condition
 
-    def __call__(self, batchdata, device=None, non_blocking: bool = False, **kwargs):
-        images = batchdata["image"].to(device, non_blocking=non_blocking).float()
-        z_src, z_tar, _, target = self.pairs(images)
+    def condition_on(self, z_src: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        """``z_cond`` for the configured ``condition`` (no gradient: the autoencoder and MS-SPADE are frozen)."""
         with torch.no_grad():
             if self.condition == "spade":
                 self.spade.eval()
-                z_src = self.spade(z_src, target).float()
-            elif self.condition == "none":
-                z_src = torch.zeros_like(z_src)
+                return self.spade(z_src, target).float()
+            return torch.zeros_like(z_src) if self.condition == "none" else z_src
+
+    def noised(self, z_cond, z_tar, target, noise, timesteps, num_modalities: int):
+        noisy = self.scheduler.add_noise(z_tar, noise, timesteps)
+        context = F.one_hot(target, num_modalities).float().unsqueeze(1)
+        return torch.cat([z_cond, noisy], 1), noise, (), {"timesteps": timesteps, "context": context}
+
+    def __call__(self, batchdata, device=None, non_blocking: bool = False, **kwargs):
+        images = batchdata["image"].to(device, non_blocking=non_blocking).float()
+        z_src, z_tar, _, target = self.pairs(images)
         noise = torch.randn_like(z_tar)
         timesteps = torch.randint(0, self.scheduler.num_train_timesteps, (z_tar.shape[0],), device=z_tar.device).long()
-        noisy = self.scheduler.add_noise(z_tar, noise, timesteps)
-        context = F.one_hot(target, images.shape[1]).float().unsqueeze(1)
-        return torch.cat([z_src, noisy], 1), noise, (), {"timesteps": timesteps, "context": context}
+        return self.noised(self.condition_on(z_src, target), z_tar, target, noise, timesteps, images.shape[1])
+
+
+class FixedLatentDiffusionBatch(LatentDiffusionPrepareBatch):
+    """Stage 3 validation batches that are the same at every validation run, so that the noise-prediction loss
+    compares checkpoints rather than draws: each volume gives every off-diagonal (source, target) pair once, at
+    timesteps spread evenly over [0, T) (pair k of n at ``(k + 0.5) T / n``), with noise from a generator seeded
+    by ``seed`` at every call. A random t per volume made the loss swing 100-fold between validation runs."""
+
+    def __init__(self, *args, seed: int = 0, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.seed = int(seed)
+
+    def __call__(self, batchdata, device=None, non_blocking: bool = False, **kwargs):
+        images = batchdata["image"].to(device, non_blocking=non_blocking).float()
+        num, modalities = images.shape[:2]
+        pairs = torch.tensor([(s, t) for s in range(modalities) for t in range(modalities) if s != t], device=images.device)
+        sample = torch.arange(num, device=images.device).repeat_interleave(len(pairs))
+        source, target = pairs[:, 0].repeat(num), pairs[:, 1].repeat(num)
+        encode = self.pairs.encode
+        z_src, z_tar = encode(one_modality(images[sample], source)), encode(one_modality(images[sample], target))
+        noise = torch.randn(z_tar.shape, generator=torch.Generator().manual_seed(self.seed)).to(z_tar.device)
+        steps = self.scheduler.num_train_timesteps
+        timesteps = ((torch.arange(len(pairs)) + 0.5) * steps / len(pairs)).long().repeat(num).to(z_tar.device)
+        return self.noised(self.condition_on(z_src, target), z_tar, target, noise, timesteps, modalities)
