@@ -26,7 +26,6 @@ def test_flatten_is_monais_encoder():
     assert torch.equal(ours(x, timesteps=t), monai_net(x, timesteps=t))
 
 
-
 def test_input_norm_makes_the_output_blind_to_each_channels_level_and_scale():
     """With ``input_norm`` a per-channel gain and offset of the input (a brighter or dimmer FLAIR) leaves the output
     unchanged, so guidance through it cannot move a channel's global level; without it the output follows them."""
@@ -38,6 +37,7 @@ def test_input_norm_makes_the_output_blind_to_each_channels_level_and_scale():
         with torch.no_grad():
             change = (net(x * gain + offset, timesteps=t) - net(x, timesteps=t)).abs().max().item()
         assert (change < 1e-4) == same, (input_norm, change)
+
 
 def test_attention_pooled_regressor_learns_an_area_fraction():
     """Trained briefly on random squares, the regressor predicts the bright fraction of unseen images."""

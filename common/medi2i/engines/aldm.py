@@ -270,8 +270,8 @@ class FixedLatentDiffusionBatch(LatentDiffusionPrepareBatch):
         pairs = torch.tensor([(s, t) for s in range(modalities) for t in range(modalities) if s != t], device=images.device)
         sample = torch.arange(num, device=images.device).repeat_interleave(len(pairs))
         source, target = pairs[:, 0].repeat(num), pairs[:, 1].repeat(num)
-        encode = self.pairs.encode
-        z_src, z_tar = encode(one_modality(images[sample], source)), encode(one_modality(images[sample], target))
+        latents = torch.stack([self.pairs.encode(images[:, m : m + 1]) for m in range(modalities)], 1)  # each volume once
+        z_src, z_tar = latents[sample, source], latents[sample, target]
         noise = torch.randn(z_tar.shape, generator=torch.Generator().manual_seed(self.seed)).to(z_tar.device)
         steps = self.scheduler.num_train_timesteps
         timesteps = ((torch.arange(len(pairs)) + 0.5) * steps / len(pairs)).long().repeat(num).to(z_tar.device)
