@@ -368,3 +368,11 @@ def test_stage3_validation_batches_are_the_same_at_every_run_and_cover_every_pai
             found.add((source, int(targets[k])))
         assert found == {(s, t) for s in range(4) for t in range(4) if s != t}
         assert sorted(timesteps[list(rows)].tolist()) == [int((k + 0.5) * 1000 / 12) for k in range(12)]
+    # and stage 3's evaluator uses these batches (the trainer keeps the random ones)
+    config = ConfigParser()
+    config.read_config(os.path.join(CONFIGS, "train_diffusion.json"))
+    assert config["validate"]["evaluator"]["prepare_batch"] == "@validate#prepare_batch"
+    assert config["validate"]["prepare_batch"]["_target_"].endswith(".FixedLatentDiffusionBatch")
+    assert config["validate"]["prepare_batch"]["seed"] == "@seed"
+    assert config["train"]["trainer"]["prepare_batch"] == "@prepare_batch"
+    assert config["prepare_batch"]["_target_"].endswith(".LatentDiffusionPrepareBatch")
