@@ -339,6 +339,43 @@ def test_diffusion_alone_sees_no_conditioning_input_and_starts_from_the_noised_s
     assert out.shape == x.shape and torch.equal(translate(x), out) and not torch.allclose(translate(1 - x), out, atol=1e-4)
 
 
+def test_aldm_starts_from_pure_noise_unless_given_a_start_noise_level():
+    """The paper samples from pure noise; ``start_noise_level`` L starts DDIM from the MS-SPADE latents noised to L
+    instead, so a low L stays near MS-SPADE's own output and the steps shrink to L // stride."""
+    from monai.networks.schedulers import DDPMScheduler
+
+    from medi2i.diffusion import LatentTranslationInferer
+
+    class Autoencoder(torch.nn.Module):  # latents = the image repeated on 3 channels, and back
+        def encode_stage_2_inputs(self, x):
+            return x.repeat(1, 3, 1, 1, 1)
+
+        def decode_stage_2_outputs(self, z):
+            return z.mean(1, keepdim=True)
+
+    class ZeroEps(torch.nn.Module):  # predicts no noise and records its calls
+        calls = 0
+
+        def forward(self, x, timesteps, context=None):
+            self.calls += 1
+            return torch.zeros_like(x[:, 3:])
+
+    spade = MSSPADENetwork(**TINY_SPADE).eval()
+    scheduler = DDPMScheduler(1000, schedule="scaled_linear_beta", beta_start=0.0015, beta_end=0.0195)
+    x = torch.rand(1, 1, 8, 8, 8)
+
+    def translate(method, level=None):
+        unet = ZeroEps()
+        inferer = LatentTranslationInferer(Autoencoder(), spade, scheduler, 4, num_inference_steps=10, method=method,
+                                           start_noise_level=level)
+        return inferer(x, unet, target=1, generator=torch.Generator().manual_seed(0)), unet.calls
+
+    reference, _ = translate("spade_only")
+    (paper, paper_calls), (near, near_calls) = translate("aldm"), translate("aldm", 20)
+    assert paper_calls == 10 and near_calls == 1  # DDIM 100 apart: from T ten steps, from L = 20 one
+    assert (near - reference).abs().mean() < 0.1 * (paper - reference).abs().mean()
+
+
 def test_stage3_validation_batches_are_the_same_at_every_run_and_cover_every_pair():
     """The validation loss compares checkpoints, not draws: each volume gives all 12 off-diagonal (source, target)
     pairs once, at timesteps spread over [0, T), with the same noise at every call whatever the global RNG does."""

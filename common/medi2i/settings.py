@@ -86,7 +86,7 @@ RULES: dict[str, Callable] = {
     **{name: _flag for name in FLAG_ATTRIBUTES},
     "seed": Range(0, 2**32 - 1, integer=True), "batch_size": _POSITIVE_INT, "image_size": _POSITIVE_INT,
     "num_train_timesteps": _POSITIVE_INT, "num_inference_steps": _STEPS, "ddim_steps": _STEPS,
-    "noise_level": _STEPS, "source_noise_level": _STEPS, "stride": _STEPS,
+    "noise_level": _STEPS, "source_noise_level": _STEPS, "start_noise_level": _optional(_STEPS), "stride": _STEPS,
     "eta": _WEIGHT, "ddim_eta": _WEIGHT, "guidance_weight": _WEIGHT, "guidance_weights": Each(_WEIGHT),
     "gradient_scale": _FINITE, "desired_value": _FRACTION, "desired_values": _optional(Each(_FRACTION)), "fixed_scales": _optional(Each(_FINITE)),
     "num_samples": _POSITIVE_INT, "uncertainty_samples": _COUNT, "trajectory_frames": _COUNT, "pixdim": _POSITIVE,

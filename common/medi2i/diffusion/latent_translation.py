@@ -8,6 +8,9 @@ latent space -> decoder, for a per-sample target; one call translates one source
 * ``"diffusion_only"``: no conditioning input (``z_cond = 0``, Table 3 (a), trained with ``condition="none"``); the
   source enters as the starting point, SDEdit-style: DDIM from ``x_L = sqrt(abar_L) E(x) + sqrt(1 - abar_L) eps``
   with ``L = source_noise_level``;
+* ``start_noise_level`` (``"aldm"``/``"palette"``, default None: the paper's pure noise) starts DDIM instead from the
+  conditioning latents noised to that level, ``x_L = sqrt(abar_L) z_cond + sqrt(1 - abar_L) eps`` (a deviation for
+  under-trained denoisers that do not yet use their condition at high noise);
 * ``"spade_only"``: ``D(S(E(x), tar))`` without diffusion (Table 3 (c));
 * ``"identity"``: the source itself (already scaled to [0, 1]) - the floor every method must beat.
 """
@@ -47,12 +50,14 @@ class LatentTranslationInferer(Inferer):
         method: one of :data:`METHODS`.
         latent_scale: factor applied to latents in training (the decoder gets ``z / latent_scale``).
         source_noise_level: L of ``"diffusion_only"`` (1..T).
+        start_noise_level: L of ``"aldm"`` and ``"palette"`` (1..T); None starts from pure noise (the paper).
         amp: bf16 autocast on CUDA. progress: tqdm bar over DDIM steps.
     """
 
     def __init__(self, autoencoder: nn.Module, spade: nn.Module | None, scheduler, num_modalities: int,
                  num_inference_steps: int = 50, method: str = "aldm", latent_scale: float = 1.0, amp: bool = False,
-                 progress: bool = False, source_noise_level: int = 500, target: int | None = None):
+                 progress: bool = False, source_noise_level: int = 500, target: int | None = None,
+                 start_noise_level: int | None = None):
         super().__init__()
         self.target = target  # default target index when a caller passes none (MONAI Label: inferer(inputs, network))
         if method not in METHODS:
@@ -61,6 +66,7 @@ class LatentTranslationInferer(Inferer):
         self.num_modalities, self.method, self.latent_scale = int(num_modalities), method, float(latent_scale)
         self.num_inference_steps, self.amp, self.progress = int(num_inference_steps), amp, progress
         self.source_noise_level = int(source_noise_level)
+        self.start_noise_level = None if start_noise_level is None else int(start_noise_level)
 
     def sampler(self, noise_level: int | None = None) -> DDIMSampler:
         """DDIM from ``noise_level`` (default T) with steps ``T // num_inference_steps`` apart."""
@@ -89,11 +95,11 @@ class LatentTranslationInferer(Inferer):
             network.eval()
             context = F.one_hot(target, self.num_modalities).float().unsqueeze(1)
             noise = randn_like(z, generator)
-            sampler, condition = self.sampler(), z
-            if self.method == "diffusion_only":
-                sampler, condition = self.sampler(self.source_noise_level), torch.zeros_like(z)
-                level = torch.full((z.shape[0],), self.source_noise_level - 1, device=z.device, dtype=torch.long)
-                noise = self.scheduler.add_noise(z, noise, level)  # x_L: MONAI timestep L - 1 (abar_L)
-            z = sampler.decode(ConcatConditionDenoiser(network), noise, network_kwargs={"condition": condition, "context": context})
+            condition = torch.zeros_like(z) if self.method == "diffusion_only" else z
+            level = self.source_noise_level if self.method == "diffusion_only" else self.start_noise_level
+            if level is not None:  # x_L = sqrt(abar_L) z + sqrt(1 - abar_L) eps: MONAI timestep L - 1
+                noise = self.scheduler.add_noise(z, noise, torch.full((z.shape[0],), level - 1, device=z.device).long())
+            z = self.sampler(level).decode(ConcatConditionDenoiser(network), noise,
+                                           network_kwargs={"condition": condition, "context": context})
         with torch.autocast("cuda", dtype=torch.bfloat16, enabled=self.amp and x.is_cuda):
             return self.autoencoder.decode_stage_2_outputs(z / self.latent_scale).float()
