@@ -80,6 +80,16 @@ def test_configs_describe_the_same_networks():
         assert _parsed(config, "image_size") == 256  # paper size by default
 
 
+def test_the_real_recipe_trains_its_regressor_on_the_noise_levels_the_guidance_uses():
+    """The paper's regressor sees t in [0, T) (the default); the real recipe trains it on t < L, the levels
+    guidance queries from the encoding depth L down, and guides with the paper's c = 1000."""
+    prepare = "train#trainer#prepare_batch"
+    assert _parsed("train_regressor.json", prepare).max_timestep == 1000
+    overrides = load_recipe(GROWTH, real=True)[1]["overrides"]
+    assert _parsed("train_regressor.json", prepare, **overrides).max_timestep == _parsed("inference.json", "noise_level") == 400
+    assert overrides["gradient_scale"] == _parsed("inference.json", "gradient_scale") == 1000
+
+
 def test_paper_size_networks():
     ddpm = _parsed("train_diffusion.json", "network_def")
     n = sum(p.numel() for p in ddpm.parameters())

@@ -54,16 +54,19 @@ def test_inpainting_inserts_the_tumour_inside_the_mask_of_a_held_out_case(tmp_pa
     assert row["psnr_outside_mask"] > 25
 
 
-def test_growth_grow_and_shrink_requests_move_the_tumour_of_held_out_slices(tmp_path):
-    """Regression guidance with the demo's fixed s_t = +0.3 ("grow") and -0.3 ("shrink") on the held-out BraTS case's
-    tumour slices: the tumour measured on the output (FLAIR hyperintensity, not the guiding regressor) is larger than
-    the input's on at least 80 % of them for grow and smaller on most of them for shrink (measured 96 % and 74 %;
-    the issue's 80 % for shrink and monotonicity in the desired value are not reached yet: see the bundle's docs)."""
+def test_growth_follows_the_requested_size_and_grows_and_shrinks_held_out_tumours(tmp_path):
+    """Regression guidance (the real recipe: c = 1000, regressor trained on t < 400) on the held-out BraTS case's
+    tumour slices, desired sizes i = 0 and 0.2 and the fixed s_t = +0.3 ("grow") and -0.3 ("shrink"): the tumour
+    measured on the output (FLAIR hyperintensity, not the guiding regressor) is larger for i = 0.2 than for i = 0,
+    larger than the input's for grow and smaller for shrink, each on at least 80 % of the slices (the issue's
+    target; measured 91 %, 96 % and 87 %), with the brain outside the tumour kept (PSNR >= 28 dB on average)."""
     shared("brats2018", "Brats18_TCIA01_201_1")
-    eval_dir = _real_run("brats_mri_tumor_growth_regression_guidance", tmp_path, desired_values=[0.1])
-    effects = _rows(os.path.join(eval_dir, "effects.json"), "slices")
-    (row,) = effects.values()
-    assert row["slices"] >= 20 and row["grow_share"] >= 0.8 and row["shrink_share"] >= 0.6
+    eval_dir = _real_run("brats_mri_tumor_growth_regression_guidance", tmp_path, desired_values=[0.0, 0.2])
+    (row,) = _rows(os.path.join(eval_dir, "effects.json"), "slices").values()
+    assert row["slices"] >= 20 and row["monotonic_share"] >= 0.8, row
+    assert row["grow_share"] >= 0.8 and row["shrink_share"] >= 0.8, row
+    requested = [r for r in _rows(os.path.join(eval_dir, "metrics.json"), "target").values() if r["target"].startswith("desired")]
+    assert len(requested) == 2 and all(r["psnr_outside_tumour"] >= 28 for r in requested), requested
 
 
 def test_contrast_classifier_recognises_generated_contrasts_of_the_requested_kind(tmp_path):
