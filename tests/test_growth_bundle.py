@@ -219,6 +219,28 @@ def test_command_line_error_is_one_line_with_nonzero_exit(tmp_path):
                      str(tmp_path / "missing_case"), f"{tmp_path / 'missing_case'}: no such file or folder")
 
 
+def test_fixed_threshold_measure_is_not_fooled_by_a_globally_brighter_output():
+    """The scale-free tumour size reads a uniformly brightened slice as the same tumour; with the input's median as a
+    fixed threshold the brighter slice reads as more tumour, and growth_effects reports both measures' shares."""
+    from medi2i.metrics import TumourSize
+    from medi2i.workflows.growth_evaluation import growth_effects
+
+    image = torch.full((1, 4, 32, 32), 0.4)
+    image[:, 3, 10:16, 10:16] = 0.9  # FLAIR-bright tumour: 36 of 1024 brain pixels
+    brain, measure = torch.ones(1, 1, 32, 32), TumourSize()
+    brighter = image * 1.5  # same tumour, whole brain brighter: normal tissue at 0.6 > 1.4 x 0.4
+    (own,), _ = measure(brighter, brain)
+    (fixed,), _ = measure(brighter, brain, reference=image)
+    (size_in,), _ = measure(image, brain)
+    assert own == size_in == pytest.approx(36 / 1024) and fixed == 1.0
+    nan = float("nan")
+    row = {"case": "a", "desired_value": nan, "measured_size_input": float(size_in), "regressor_input": 0.1,
+           "true_size_input": nan, "psnr_outside_tumour": 30.0}
+    per_case = [{**row, "target": "shrink", "measured_size_output": float(size_in) / 2, "measured_size_output_fixed_threshold": 1.0}]
+    effects = growth_effects(per_case)
+    assert effects["shrink_share"] == 1.0 and effects["shrink_share_fixed_threshold"] == 0.0
+
+
 def test_growth_effects_shares_per_slice():
     from medi2i.workflows.growth_evaluation import growth_effects
 
@@ -234,6 +256,7 @@ def test_growth_effects_shares_per_slice():
     per_case += rows("b", [(0.0, 0.05), (0.1, 0.04), (0.2, 0.2)], grow=0.1, shrink=0.05, r_in=0.2, true=nan, psnr=25.0)
     per_case += rows("c", [(0.0, 0.1), (0.1, 0.1), (0.2, 0.1)], grow=0.3, shrink=0.2)  # flat: not monotonic
     effects = growth_effects(per_case)
+    assert "grow_share_fixed_threshold" not in effects  # rows without the second measure
     assert effects["slices"] == 3 and effects["monotonic_share"] == pytest.approx(1 / 3)
     assert effects["grow_share"] == pytest.approx(2 / 3) and effects["shrink_share"] == pytest.approx(2 / 3)
     assert effects["labelled_slices"] == 2 and effects["regressor_mae"] == pytest.approx(0.02)

@@ -15,24 +15,30 @@ from ..data.brats import MODALITIES
 
 
 class TumourSize:
-    """``measure(images, brain) -> (sizes (B,), masks (B, 1, H, W))`` on (B, 4, H, W) images in t1/t1ce/t2/flair order."""
+    """``measure(images, brain) -> (sizes (B,), masks (B, 1, H, W))`` on (B, 4, H, W) images in t1/t1ce/t2/flair order.
+
+    Tumour: FLAIR above ``ratio`` x the median brain FLAIR, holes filled. The median is each image's own (a scale-free
+    measure) unless ``reference`` images are given (e.g. the input of a translation: a fixed threshold, so that a
+    globally brighter or darker output is not read as a smaller or larger tumour)."""
 
     def __init__(self, ratio: float = 1.4, channel: str = "flair"):
         self.ratio, self.channel = float(ratio), MODALITIES.index(channel)
 
-    def masks(self, images: torch.Tensor, brain: torch.Tensor) -> torch.Tensor:
+    def masks(self, images: torch.Tensor, brain: torch.Tensor, reference: torch.Tensor | None = None) -> torch.Tensor:
+        reference = images if reference is None else reference
         out = torch.zeros_like(brain, dtype=torch.bool)
         for b in range(images.shape[0]):
             inside = brain[b, 0].bool()
             if not inside.any():
                 continue
-            flair = images[b, self.channel]
-            hyper = (flair > self.ratio * flair[inside].median()) & inside
+            threshold = self.ratio * reference[b, self.channel][inside].median()
+            hyper = (images[b, self.channel] > threshold) & inside
             out[b, 0] = torch.from_numpy(binary_fill_holes(hyper.cpu().numpy())).to(brain.device) & inside
         return out
 
-    def __call__(self, images: torch.Tensor, brain: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        masks = self.masks(images, brain)
+    def __call__(self, images: torch.Tensor, brain: torch.Tensor,
+                 reference: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        masks = self.masks(images, brain, reference)
         sizes = masks.flatten(1).sum(1).float() / brain.flatten(1).sum(1).clamp_min(1).float()
         return sizes, masks
 

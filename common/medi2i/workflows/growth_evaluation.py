@@ -1,7 +1,8 @@
 """Evaluation of tumour-growth translations (what ``evaluate.json`` runs), on the folder ``inference.json`` wrote.
 
 Per requested target: the regressor's R(x_0) on the output, the tumour size measured on the output (FLAIR
-hyperintensity), their errors against the desired value i, and PSNR/SSIM over the brain outside the tumour
+hyperintensity, relative to the output's own median brain FLAIR, and again with the input's median as a fixed
+threshold, which a globally brighter or darker output cannot fool), their errors against the desired value i, and PSNR/SSIM over the brain outside the tumour
 region (label, input and output tumour masks, dilated), which the paper claims is preserved.
 """
 
@@ -54,6 +55,7 @@ class GrowthEvaluation:
         brain = brain_mask(x_in[0])[None]
         size_in, mask_in = self.measure(x_in, brain)
         size_out, mask_out = self.measure(x_out, brain)
+        size_fixed, _ = self.measure(x_out, brain, reference=x_in)
         region = mask_in | mask_out
         label_path, true_size = os.path.join(folder, "label.nii.gz"), float("nan")
         if os.path.isfile(label_path):
@@ -64,6 +66,7 @@ class GrowthEvaluation:
         desired = float(row["desired_value"])
         return {"case": row["case"], "target": row["target"], "desired_value": desired, "true_size_input": true_size,
                 "regressor_input": r_in, "regressor_output": r_out, "measured_size_input": float(size_in), "measured_size_output": float(size_out),
+                "measured_size_output_fixed_threshold": float(size_fixed),
                 "regressor_error": abs(r_out - desired) if not math.isnan(desired) else float("nan"),
                 "measured_error": abs(float(size_out) - desired) if not math.isnan(desired) else float("nan"),
                 "psnr_outside_tumour": float(masked_psnr(x_out, x_in, outside)),
@@ -80,14 +83,16 @@ class GrowthEvaluation:
         for target in dict.fromkeys(r["target"] for r in per_case):
             group = [r for r in per_case if r["target"] == target]
             entry = {"target": target, "desired_value": group[0]["desired_value"], "n": len(group)}
-            for key in ("regressor_output", "measured_size_output", "regressor_error", "measured_error",
+            for key in ("regressor_output", "measured_size_output", "measured_size_output_fixed_threshold",
+                        "regressor_error", "measured_error",
                         "psnr_outside_tumour", "ssim_outside_tumour"):
                 entry[key] = float(np.mean([r[key] for r in group]))
             table.append(entry)
         inputs = {r["case"]: r for r in per_case}
         table.insert(0, {"target": "input", "desired_value": float("nan"), "n": len(inputs),
                          "regressor_output": float(np.mean([r["regressor_input"] for r in inputs.values()])),
-                         "measured_size_output": float(np.mean([r["measured_size_input"] for r in inputs.values()]))})
+                         "measured_size_output": float(np.mean([r["measured_size_input"] for r in inputs.values()])),
+                         "measured_size_output_fixed_threshold": float(np.mean([r["measured_size_input"] for r in inputs.values()]))})
         effects = growth_effects(per_case)
         paths = write_tables(table, self.output_dir, "metrics", "Tumour growth: requested vs achieved",
                              {"effects": effects, "per_case": per_case, "inference_dir": os.path.abspath(self.inference_dir)})
@@ -108,22 +113,31 @@ class GrowthEvaluation:
 def growth_effects(per_case: list[dict]) -> dict:
     """Per slice, whether the measured size follows the request: non-decreasing in the desired value i and larger
     for the largest i than for the smallest (``monotonic``), above the input's for grow and below it for shrink
-    (fixed s_t > 0 / < 0 targets named ``grow*``/``shrink*``); the share of slices where each holds, and the
+    (fixed s_t > 0 / < 0 targets named ``grow*``/``shrink*``); the share of slices where each holds, with the
+    scale-free measure and (suffix ``_fixed_threshold``, when measured) with the input's threshold; and the
     regressor's mean absolute error R(x_0) against the labelled relative tumour size of the inputs."""
-    cases = list(dict.fromkeys(r["case"] for r in per_case))
-    monotonic, grow, shrink = [], [], []
-    for case in cases:
-        rows = [r for r in per_case if r["case"] == case]
-        guided = sorted((r for r in rows if not math.isnan(r["desired_value"])), key=lambda r: r["desired_value"])
-        sizes = [r["measured_size_output"] for r in guided]
-        if len(sizes) > 1:
-            monotonic.append(all(b >= a for a, b in zip(sizes, sizes[1:])) and sizes[-1] > sizes[0])
-        size_in = rows[0]["measured_size_input"]
-        grow += [r["measured_size_output"] > size_in for r in rows if r["target"].startswith("grow")]
-        shrink += [r["measured_size_output"] < size_in for r in rows if r["target"].startswith("shrink")]
     share = lambda flags: float(np.mean(flags)) if flags else float("nan")  # noqa: E731
+    effects = {"slices": len(dict.fromkeys(r["case"] for r in per_case))}
+    for suffix in ("", "_fixed_threshold"):
+        key = "measured_size_output" + suffix
+        if all(key in r for r in per_case):
+            effects.update({f"{name}{suffix}": share(flags) for name, flags in _directions(per_case, key).items()})
     labelled = {r["case"]: r for r in per_case if not math.isnan(r["true_size_input"])}
     mae = share([abs(r["regressor_input"] - r["true_size_input"]) for r in labelled.values()])
-    return {"slices": len(cases), "monotonic_share": share(monotonic), "grow_share": share(grow),
-            "shrink_share": share(shrink), "labelled_slices": len(labelled), "regressor_mae": mae,
+    return {**effects, "labelled_slices": len(labelled), "regressor_mae": mae,
             "psnr_outside_tumour_min": float(min(r["psnr_outside_tumour"] for r in per_case))}
+
+
+def _directions(per_case: list[dict], key: str) -> dict[str, list[bool]]:
+    """Per slice: is the size ``key`` monotonic in i, above the input's for grow, below it for shrink."""
+    flags = {"monotonic_share": [], "grow_share": [], "shrink_share": []}
+    for case in dict.fromkeys(r["case"] for r in per_case):
+        rows = [r for r in per_case if r["case"] == case]
+        guided = sorted((r for r in rows if not math.isnan(r["desired_value"])), key=lambda r: r["desired_value"])
+        sizes = [r[key] for r in guided]
+        if len(sizes) > 1:
+            flags["monotonic_share"].append(all(b >= a for a, b in zip(sizes, sizes[1:])) and sizes[-1] > sizes[0])
+        size_in = rows[0]["measured_size_input"]
+        flags["grow_share"] += [r[key] > size_in for r in rows if r["target"].startswith("grow")]
+        flags["shrink_share"] += [r[key] < size_in for r in rows if r["target"].startswith("shrink")]
+    return flags
