@@ -2,8 +2,9 @@
 
 Per requested target: the regressor's R(x_0) on the output, the tumour size measured on the output (FLAIR
 hyperintensity, relative to the output's own median brain FLAIR, and again with the input's median as a fixed
-threshold, which a globally brighter or darker output cannot fool), their errors against the desired value i, and PSNR/SSIM over the brain outside the tumour
-region (label, input and output tumour masks, dilated), which the paper claims is preserved.
+threshold, which a globally brighter or darker output cannot fool), their errors against the desired value i, and
+PSNR/SSIM over the brain outside the tumour region (label, input and output tumour masks, dilated), which the paper
+claims is preserved.
 """
 
 from __future__ import annotations
@@ -89,10 +90,10 @@ class GrowthEvaluation:
                 entry[key] = float(np.mean([r[key] for r in group]))
             table.append(entry)
         inputs = {r["case"]: r for r in per_case}
+        size_in = float(np.mean([r["measured_size_input"] for r in inputs.values()]))  # its own median: both measures
         table.insert(0, {"target": "input", "desired_value": float("nan"), "n": len(inputs),
                          "regressor_output": float(np.mean([r["regressor_input"] for r in inputs.values()])),
-                         "measured_size_output": float(np.mean([r["measured_size_input"] for r in inputs.values()])),
-                         "measured_size_output_fixed_threshold": float(np.mean([r["measured_size_input"] for r in inputs.values()]))})
+                         "measured_size_output": size_in, "measured_size_output_fixed_threshold": size_in})
         effects = growth_effects(per_case)
         paths = write_tables(table, self.output_dir, "metrics", "Tumour growth: requested vs achieved",
                              {"effects": effects, "per_case": per_case, "inference_dir": os.path.abspath(self.inference_dir)})
