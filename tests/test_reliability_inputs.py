@@ -169,9 +169,11 @@ def test_aldm_settings_out_of_range(capsys, tiny_run, tmp_path):
     for override, message in (({"num_inference_steps": 0}, "num_inference_steps: must be an integer >= 1"),
                               ({"source_noise_level": 5000}, "source_noise_level: must be an integer >= 1 and <= 1000 (num_train_timesteps), got 5000"),
                               ({"source_noise_level": -1}, "source_noise_level: must be an integer >= 1"),
+                              ({"start_noise_level": 5000}, "start_noise_level: must be an integer >= 1 and <= 1000 (num_train_timesteps), got 5000"),
                               ({"latent_scale": 0}, "latent_scale: must be a finite number > 0")):
         expect_input_error(capsys, ALDM, {**args, **override}, message)
     expect_input_error(capsys, ALDM, {**args, "source_noise_level": 5000}, "source_noise_level: must be", "evaluate.json")
+    expect_input_error(capsys, ALDM, {**args, "start_noise_level": 0}, "start_noise_level: must be an integer >= 1", "evaluate.json")
     assert not os.path.exists(tmp_path / "out")
 
 
