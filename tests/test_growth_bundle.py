@@ -241,6 +241,44 @@ def test_fixed_threshold_measure_is_not_fooled_by_a_globally_brighter_output():
     assert effects["shrink_share"] == 1.0 and effects["shrink_share_fixed_threshold"] == 0.0
 
 
+def test_segmenter_measure_is_taken_inside_the_brain_and_compared_with_the_segmented_input(capsys, tmp_path):
+    """SegmentedTumourSize counts S(x, 0) > 0.5 inside the brain only; growth_effects' ``_segmenter`` shares compare
+    the output with the segmenter's size of the input (not the FLAIR measure's). The inpainting bundle's segmenter
+    loads through bundle_network with its real weights; a folder that is not a bundle is a one-line error."""
+    from medi2i.metrics import SegmentedTumourSize
+    from medi2i.serving import bundle_network
+    from medi2i.workflows.growth_evaluation import growth_effects
+
+    class Bright(torch.nn.Module):  # "segments" FLAIR > 0.7
+        def __init__(self):
+            super().__init__()
+            self.scale = torch.nn.Parameter(torch.tensor(100.0))
+
+        def forward(self, x, timesteps):
+            assert (timesteps == 0).all()
+            return self.scale * (x[:, 3:4] - 0.7)
+
+    image = torch.full((1, 4, 32, 32), 0.4)
+    image[:, 3, 10:16, 10:20] = 0.9
+    brain = torch.zeros(1, 1, 32, 32, dtype=torch.bool)
+    brain[..., :, :15] = True  # half of the bright block lies outside the brain
+    (size,), masks = SegmentedTumourSize(Bright())(image, brain)
+    assert size == pytest.approx(30 / (32 * 15)) and not (masks & ~brain).any()
+    nan = float("nan")
+    row = {"case": "a", "desired_value": nan, "regressor_input": 0.1, "true_size_input": nan,
+           "psnr_outside_tumour": 30.0, "measured_size_input": 0.1, "measured_size_output": 0.05,
+           "segmented_size_input": 0.02}
+    effects = growth_effects([{**row, "target": "shrink", "segmented_size_output": 0.03}])
+    assert effects["shrink_share"] == 1.0 and effects["shrink_share_segmenter"] == 0.0
+    inpainting = os.path.join(ROOT, "bundles", "brats_mri_tumor_inpainting_segmentation_guidance")
+    segmenter = bundle_network(inpainting, "segmenter_def", "models/real/segmenter.pt")
+    saved = torch.load(os.path.join(inpainting, "models", "real", "segmenter.pt"), map_location="cpu")
+    name, value = next(iter(saved.items()))
+    assert not segmenter.training and torch.equal(segmenter.state_dict()[name].float(), value.float())
+    expect_input_error(capsys, GROWTH, {"tumour_segmenter_bundle": ROOT, "inference_dir": str(tmp_path),
+                                        "output_dir": str(tmp_path / "eval")}, "not a bundle", config="evaluate.json")
+
+
 def test_growth_effects_shares_per_slice():
     from medi2i.workflows.growth_evaluation import growth_effects
 

@@ -197,9 +197,19 @@ def run_recipe(bundle_dir: str, output_dir: str, tiny: bool = False, retrain: bo
     steps = [(s, {}) for s in ([] if use_weights else recipe.get("train", []))] + [(s, run_base) for s in recipe.get("run", [])]
     for step, extra in steps:
         overrides = {**base, **extra, **step.get("overrides", {}), **tiny_spec.get("overrides", {}),
-                     **tiny_spec.get("steps", {}).get(step["config"], {}), **(extra_overrides or {}), "ckpt_dir": ckpt_dir}
+                     **tiny_spec.get("steps", {}).get(step["config"], {}), **_siblings(bundle_dir, step),
+                     **(extra_overrides or {}), "ckpt_dir": ckpt_dir}
         timings[step["config"]] = run_step(bundle_dir, step["config"], overrides)
     return {"seconds": timings, "output_dir": output_dir, "ckpt_dir": ckpt_dir, "dataset_dir": dataset_dir}
+
+
+def _siblings(bundle_dir: str, step: dict) -> dict:
+    """A step's ``sibling_bundles`` (config key -> name of another bundle of this collection) as that bundle's
+    path; one that is not beside ``bundle_dir`` (an exported bundle on its own) is left out: the key keeps its
+    default."""
+    siblings = step.get("sibling_bundles", {})
+    paths = {key: os.path.join(os.path.dirname(bundle_dir), name) for key, name in siblings.items()}
+    return {key: path for key, path in paths.items() if os.path.isdir(path)}
 
 
 def _variant(recipe: dict, name: str) -> dict:

@@ -17,7 +17,7 @@ import torch
 
 from .benchmark import load_config
 from .data.io import save_nifti
-from .errors import apply_unwrapped
+from .errors import apply_unwrapped, require
 from .networks.checkpoints import load_weights
 
 
@@ -89,6 +89,17 @@ def loaded(network: torch.nn.Module, path: str, what: str = "checkpoint") -> tor
     """``network`` with the weights of ``path`` (the helper networks of a served bundle that MONAI Label does not load
     itself: it loads only ``network_def`` from ``models/model.pt``), in eval mode."""
     return load_weights(network, path, what, map_location=next(network.parameters()).device).eval()
+
+
+def bundle_network(bundle_dir: str, key: str, checkpoint: str, overlays=("demo.json",),
+                   device="cpu") -> torch.nn.Module:
+    """Network ``key`` of another bundle's ``inference.json`` (+ ``overlays``) with the weights ``checkpoint`` (a path
+    inside ``bundle_dir``), in eval mode on ``device``: e.g. the tumour-inpainting bundle's segmenter, which the
+    growth evaluation uses as an independent tumour measure."""
+    require(os.path.isfile(os.path.join(bundle_dir, "configs", "inference.json")), bundle_dir,
+            "is not a bundle (no configs/inference.json)")
+    parser = load_config(bundle_dir, overlays, {"device": f"$torch.device('{torch.device(device)}')"})
+    return loaded(parser.get_parsed_content(key).to(device), os.path.join(bundle_dir, checkpoint), f"{key} checkpoint")
 
 
 def monailabel_config(bundle_dir: str, overlays=("demo.json",), overrides: dict | None = None,

@@ -1,9 +1,9 @@
 """Metrics on images and translations."""
 
 from .image import masked_psnr, masked_ssim
-from .tumour import TumourSize, dilate
+from .tumour import SegmentedTumourSize, TumourSize, dilate
 
-__all__ = ["masked_psnr", "masked_ssim", "TumourSize", "dilate"]
+__all__ = ["masked_psnr", "masked_ssim", "SegmentedTumourSize", "TumourSize", "dilate"]
 from . import restoration  # noqa: E402
 
 __all__ += ["restoration"]

@@ -3,6 +3,8 @@
 Whole-tumour proxy: FLAIR hyperintensity. Pixels of the brain whose FLAIR exceeds ``ratio`` times the brain's
 median FLAIR, holes filled (necrotic cores are FLAIR-dark), form the tumour mask; its size is relative to the
 brain as for the regression label. The ratio is scale-free, so it does not depend on intensity normalisation.
+:class:`SegmentedTumourSize` measures the same size with a segmenter trained on labels instead (independent of both
+the FLAIR threshold and the guiding regressor).
 """
 
 from __future__ import annotations
@@ -39,8 +41,29 @@ class TumourSize:
     def __call__(self, images: torch.Tensor, brain: torch.Tensor,
                  reference: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         masks = self.masks(images, brain, reference)
-        sizes = masks.flatten(1).sum(1).float() / brain.flatten(1).sum(1).clamp_min(1).float()
-        return sizes, masks
+        return relative_size(masks, brain), masks
+
+
+class SegmentedTumourSize:
+    """``measure(images, brain) -> (sizes (B,), masks (B, 1, H, W))`` like :class:`TumourSize`, with the tumour
+    ``sigmoid(S(x, 0)) > threshold`` inside the brain, S a segmenter of clean and noisy images ``S(x, t)`` (the
+    tumour-inpainting bundle's guidance segmenter, trained on the whole-tumour labels)."""
+
+    def __init__(self, segmenter: torch.nn.Module, threshold: float = 0.5):
+        self.segmenter, self.threshold = segmenter, float(threshold)
+
+    @torch.no_grad()
+    def __call__(self, images: torch.Tensor, brain: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        device = next(self.segmenter.parameters()).device
+        t = torch.zeros(images.shape[0], dtype=torch.long, device=device)
+        logits = self.segmenter.eval()(images.float().to(device), timesteps=t)
+        masks = (torch.sigmoid(logits) > self.threshold).to(brain.device) & brain.bool()
+        return relative_size(masks, brain), masks
+
+
+def relative_size(masks: torch.Tensor, brain: torch.Tensor) -> torch.Tensor:
+    """Tumour pixels / brain pixels per image of (B, 1, H, W) masks."""
+    return masks.flatten(1).sum(1).float() / brain.flatten(1).sum(1).clamp_min(1).float()
 
 
 def dilate(mask: torch.Tensor, iterations: int) -> torch.Tensor:
