@@ -413,3 +413,43 @@ def test_stage3_validation_batches_are_the_same_at_every_run_and_cover_every_pai
     assert config["validate"]["prepare_batch"]["seed"] == "@seed"
     assert config["train"]["trainer"]["prepare_batch"] == "@prepare_batch"
     assert config["prepare_batch"]["_target_"].endswith(".LatentDiffusionPrepareBatch")
+
+
+def test_v_prediction_trains_on_the_velocity_and_ddim_recovers_the_noise_from_it():
+    """With ``prediction_type: "v_prediction"`` stage 3 regresses v = √ᾱ ε − √(1−ᾱ) z_0 instead of ε, and DDIM turns
+    a network's v back into ε: an oracle that returns the true velocity gives back exactly the noise that was added,
+    and one DDIM step to t = 0 lands on the clean latents. Other prediction types are a one-line error."""
+    from monai.networks.schedulers import DDPMScheduler
+
+    from medi2i.diffusion import DDIMSampler
+    from medi2i.engines.aldm import FixedLatentDiffusionBatch
+    from medi2i.errors import InputError
+
+    class Autoencoder(torch.nn.Module):  # latents = the image repeated on 3 channels
+        def encode_stage_2_inputs(self, x):
+            return x.repeat(1, 3, 1, 1, 1)
+
+    scheduler = DDPMScheduler(1000, schedule="scaled_linear_beta", beta_start=0.0015, beta_end=0.0195,
+                              prediction_type="v_prediction")
+    images = torch.rand(1, 4, 4, 4, 4)
+    inputs, velocity, _, kwargs = FixedLatentDiffusionBatch(Autoencoder(), scheduler, condition="source")({"image": images})
+    eps_batch = FixedLatentDiffusionBatch(Autoencoder(), DDPMScheduler(1000, schedule="scaled_linear_beta", beta_start=0.0015,
+                                                                       beta_end=0.0195), condition="source")
+    _, noise, _, _ = eps_batch({"image": images})  # the same fixed noise, as an ε target
+    z_t, t = inputs[:, 3:], kwargs["timesteps"]
+    abar = scheduler.alphas_cumprod[t].reshape(-1, 1, 1, 1, 1)
+    z_0 = (z_t - (1 - abar).sqrt() * noise) / abar.sqrt()
+    assert torch.allclose(velocity, abar.sqrt() * noise - (1 - abar).sqrt() * z_0, atol=1e-5)
+    assert not torch.allclose(velocity, noise, atol=1e-2)
+
+    class Oracle(torch.nn.Module):  # returns the true velocity of z_t
+        def forward(self, x, timesteps):
+            return velocity
+
+    assert torch.allclose(DDIMSampler(scheduler).epsilon(Oracle(), z_t, t), noise, atol=1e-4)
+    k = 5  # one DDIM step from pair k's own level (paper timestep t_k + 1) to 0
+    velocity = velocity[k : k + 1]
+    one_step = DDIMSampler(scheduler, noise_level=int(t[k]) + 1, stride=1000)
+    assert torch.allclose(one_step.decode(Oracle(), z_t[k : k + 1]), z_0[k : k + 1], atol=1e-4)
+    with pytest.raises(InputError, match="prediction_type"):
+        DDIMSampler(DDPMScheduler(10, prediction_type="sample"), noise_level=10).check()

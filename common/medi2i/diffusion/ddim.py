@@ -114,6 +114,9 @@ class DDIMSampler:
                 f"L = {self.noise_level} must be in 1..T = {num_train} (the scheduler's number of timesteps)")
         require(self.stride >= 1, "stride", f"must be >= 1, got {self.stride}")
         require(self.eta >= 0, "eta", f"must be >= 0, got {self.eta}")
+        prediction = getattr(self.scheduler, "prediction_type", "epsilon")
+        require(prediction in ("epsilon", "v_prediction"), "prediction_type",
+                f"DDIM here takes a network predicting 'epsilon' or 'v_prediction', got {prediction!r}")
 
     @property
     def timesteps(self) -> list[int]:
@@ -133,10 +136,16 @@ class DDIMSampler:
         return list(ts[:, None].expand(-1, x.shape[0]).unbind(0)) if steps else []
 
     def epsilon(self, network: nn.Module, x: torch.Tensor, t: torch.Tensor, **network_kwargs) -> torch.Tensor:
-        """eps_theta(x_t, t) for MONAI timesteps ``t``; a learned variance's extra output channels are dropped."""
+        """eps_theta(x_t, t) for MONAI timesteps ``t``; a learned variance's extra output channels are dropped. A
+        network trained for the velocity (scheduler ``prediction_type="v_prediction"``, v = √ᾱ ε − √(1−ᾱ) x_0)
+        gives ε = √ᾱ v + √(1−ᾱ) x_t."""
         out = network(x, timesteps=t, **network_kwargs)
         self.network_evaluations += x.shape[0]
-        return out[:, : x.shape[1]].float()
+        out = out[:, : x.shape[1]].float()
+        if getattr(self.scheduler, "prediction_type", "epsilon") != "v_prediction":
+            return out
+        abar = self.scheduler.alphas_cumprod.to(x.device)[t].float().reshape(-1, *([1] * (x.ndim - 1)))
+        return abar.sqrt() * out + (1 - abar).sqrt() * x.float()
 
     def _start(self, network: nn.Module, x: torch.Tensor) -> tuple[nn.Module, torch.Tensor]:
         return (accelerated(network, x, self.amp, self.channels_last, self.compile),

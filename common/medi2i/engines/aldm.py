@@ -242,8 +242,12 @@ class LatentDiffusionPrepareBatch(PrepareBatch):
             return torch.zeros_like(z_src) if self.condition == "none" else z_src
 
     def noised(self, z_cond, z_tar, target, noise, timesteps, num_modalities: int):
+        """The network's input and its regression target: the noise (Eq. 4), or the velocity when the scheduler's
+        ``prediction_type`` is ``"v_prediction"``."""
         noisy = self.scheduler.add_noise(z_tar, noise, timesteps)
         context = F.one_hot(target, num_modalities).float().unsqueeze(1)
+        if getattr(self.scheduler, "prediction_type", "epsilon") == "v_prediction":
+            noise = self.scheduler.get_velocity(z_tar, noise, timesteps)
         return torch.cat([z_cond, noisy], 1), noise, (), {"timesteps": timesteps, "context": context}
 
     def __call__(self, batchdata, device=None, non_blocking: bool = False, **kwargs):
