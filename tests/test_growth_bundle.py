@@ -273,8 +273,9 @@ def test_segmenter_measure_is_taken_inside_the_brain_and_compared_with_the_segme
     inpainting = os.path.join(ROOT, "bundles", "brats_mri_tumor_inpainting_segmentation_guidance")
     segmenter = bundle_network(inpainting, "segmenter_def", "models/real/segmenter.pt")
     saved = torch.load(os.path.join(inpainting, "models", "real", "segmenter.pt"), map_location="cpu")
-    name, value = next(iter(saved.items()))
-    assert not segmenter.training and torch.equal(segmenter.state_dict()[name].float(), value.float())
+    loaded = segmenter.state_dict()
+    assert not segmenter.training and loaded.keys() == saved.keys()
+    assert all(torch.equal(loaded[name].float(), value.float()) for name, value in saved.items())
     expect_input_error(capsys, GROWTH, {"tumour_segmenter_bundle": ROOT, "inference_dir": str(tmp_path),
                                         "output_dir": str(tmp_path / "eval")}, "not a bundle", config="evaluate.json")
 

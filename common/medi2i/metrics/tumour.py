@@ -53,11 +53,14 @@ class SegmentedTumourSize:
         self.segmenter, self.threshold = segmenter, float(threshold)
 
     @torch.no_grad()
-    def __call__(self, images: torch.Tensor, brain: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        device = next(self.segmenter.parameters()).device
+    def segment(self, images: torch.Tensor) -> torch.Tensor:
+        """``sigmoid(S(x, 0)) > threshold`` as (B, 1, H, W) booleans on the segmenter's device (whole image)."""
+        device = next(self.segmenter.parameters(), images).device  # a parameter-free S runs where the images are
         t = torch.zeros(images.shape[0], dtype=torch.long, device=device)
-        logits = self.segmenter.eval()(images.float().to(device), timesteps=t)
-        masks = (torch.sigmoid(logits) > self.threshold).to(brain.device) & brain.bool()
+        return torch.sigmoid(self.segmenter.eval()(images.float().to(device), timesteps=t)) > self.threshold
+
+    def __call__(self, images: torch.Tensor, brain: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        masks = self.segment(images).to(brain.device) & brain.bool()
         return relative_size(masks, brain), masks
 
 

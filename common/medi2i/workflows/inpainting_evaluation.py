@@ -21,7 +21,7 @@ from ..data.slices import to_network_grid
 from ..data.io import check_output_dir
 from ..settings import check_runner
 from ..errors import exit_on_input_error, require
-from ..metrics import dilate, masked_psnr, masked_ssim
+from ..metrics import SegmentedTumourSize, dilate, masked_psnr, masked_ssim
 from ..networks.checkpoints import load_weights
 from .outputs import load_slice, read_summary
 from .tables import write_tables
@@ -58,8 +58,7 @@ class InpaintingEvaluation:
         """Dice of ``S(x, 0) > threshold`` and z, both ``(1, C, H, W)`` brought to the network grid, and the share
         of the segmented pixels inside z dilated by ``margin`` network pixels."""
         image, z = to_network_grid(image[0], self.image_size)[None], to_network_grid(z[0], self.image_size, mask=True)[None]
-        t = torch.zeros(1, dtype=torch.long, device=self.device)
-        seg = (torch.sigmoid(self.segmenter(image.to(self.device), timesteps=t)) > self.threshold).float().cpu()
+        seg = SegmentedTumourSize(self.segmenter, self.threshold).segment(image).float().cpu()
         inside = get_confusion_matrix(seg, dilate(z > 0, self.margin).float(), include_background=True)
         return (float(compute_dice(seg, z, include_background=True, ignore_empty=False)[0, 0]),
                 float(compute_confusion_matrix_metric("precision", inside)[0, 0]))  # NaN when nothing is segmented
