@@ -87,21 +87,24 @@ def test_contrast_classifier_recognises_generated_contrasts_of_the_requested_kin
     assert mean[2] >= 0.75 and mean[2] > mean[0], mean
 
 
-def test_aldm_beats_identity_in_psnr_nmse_and_ssim_on_the_held_out_volume(tmp_path):
-    """ALDM as the paper samples it (pure noise, 20 DDIM steps; the real recipe's stages) on the held-out BraTS 2018
-    volume, mean over the 12 off-diagonal source -> target pairs: higher PSNR and SSIM and lower NMSE than the source
-    itself (identity; measured 18.76 / 0.162 / 0.625 against 16.87 / 0.309 / 0.622), and within 0.5 dB of MS-SPADE
-    alone (18.77 dB), which it does not beat (see the bundle's docs), while differing from it pair by pair."""
+def test_aldm_beats_identity_and_ms_spade_alone_on_the_held_out_volume(tmp_path):
+    """ALDM with the real recipe's sampling (pure noise, one DDIM step: the step count chosen on the validation
+    volumes) on the held-out BraTS 2018 volume, mean over the 12 off-diagonal source -> target pairs: higher PSNR and
+    SSIM and lower NMSE than the source itself (identity; measured 19.94 / 0.130 / 0.660 against 16.87 / 0.309 /
+    0.622) and than MS-SPADE alone, its own condition decoded without the diffusion stage (19.02 / 0.163 / 0.651),
+    and the output depends on the source (for each target, the three sources give PSNRs over 0.2 dB apart)."""
     shared("brats2018", "Brats18_TCIA01_201_1")
     with open(os.path.join(_real_run("brats_mri_multimodal_translation_ldm3d", tmp_path), "metrics.json")) as f:
         rows = [r for r in json.load(f)["rows"] if r["source"] != r["target"]]
     mean = {m: {k: sum(r[k] for r in rows if r["method"] == m) / 12 for k in ("psnr", "nmse", "ssim")}
             for m in ("aldm", "spade_only", "identity")}
     assert sum(r["method"] == "aldm" for r in rows) == 12
-    aldm, identity = mean["aldm"], mean["identity"]
-    assert aldm["psnr"] > identity["psnr"] and aldm["nmse"] < identity["nmse"] and aldm["ssim"] > identity["ssim"], mean
-    assert aldm["psnr"] > mean["spade_only"]["psnr"] - 0.5, mean
-    # the diffusion stage changes the output: ALDM is not MS-SPADE's decoded latents (measured 1.09 dB per pair)
-    pair = {(r["method"], r["source"], r["target"]): r["psnr"] for r in rows}
-    gaps = [abs(pair["aldm", s, t] - pair["spade_only", s, t]) for (m, s, t) in pair if m == "aldm"]
-    assert sum(gaps) / len(gaps) > 0.3, gaps
+    aldm = mean["aldm"]
+    for baseline in ("identity", "spade_only"):
+        other = mean[baseline]
+        assert aldm["psnr"] > other["psnr"] and aldm["nmse"] < other["nmse"] and aldm["ssim"] > other["ssim"], (baseline, mean)
+    by_target = {}
+    for r in rows:
+        if r["method"] == "aldm":
+            by_target.setdefault(r["target"], []).append(r["psnr"])
+    assert all(max(p) - min(p) > 0.2 for p in by_target.values()), by_target  # measured 0.50-1.65 dB
